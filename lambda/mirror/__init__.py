@@ -1,0 +1,1 @@
+"""Keeps a private ECR registry in sync with public container images, copying only what changed."""

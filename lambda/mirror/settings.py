@@ -1,0 +1,139 @@
+"""The function's settings, read once from the environment into a frozen value; nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .references import DOCKER_HUB, DOMAIN, ECR_REPOSITORY
+
+_PREFIX_RE = re.compile(ECR_REPOSITORY)
+_HOST_RE = re.compile(DOMAIN)
+_SECRET_ARN_RE = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+")
+_S3_LOCATION_RE = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)")
+
+
+class ConfigurationError(Exception):
+    """The deployment is misconfigured: the run stops before any repository is created or build started."""
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_endpoint(host: str, url: str) -> str:
+    """Validate a registry base URL: https, or plain http only for loopback; no path, query or credentials."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"REGISTRY_ENDPOINTS[{host!r}]: {url!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise ConfigurationError(f"REGISTRY_ENDPOINTS[{host!r}]: credentials do not belong in the URL")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigurationError(f"REGISTRY_ENDPOINTS[{host!r}]: {url!r} must be a base URL without a path")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"REGISTRY_ENDPOINTS[{host!r}]: plain http is allowed only for loopback addresses; use https"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    codebuild_project: str
+    image_list: str = "images.yaml"
+    target_prefix: str = "mirror"
+    images_per_build: int = 10
+    max_concurrency: int = 8
+    request_timeout: float = 10.0
+    registry_endpoints: Mapping[str, str] = field(default_factory=dict)
+    dockerhub_secret_arn: str | None = None
+    report_location: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        project = env.get("CODEBUILD_PROJECT", "").strip()
+        if not project:
+            raise ConfigurationError("CODEBUILD_PROJECT is not set: the function cannot start builds")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{1,254}", project):
+            raise ConfigurationError(f"CODEBUILD_PROJECT {project!r} is not a valid project name")
+
+        prefix = env.get("TARGET_PREFIX", "").strip().strip("/") or "mirror"
+        if not _PREFIX_RE.fullmatch(prefix) or len(prefix) > 200:
+            raise ConfigurationError(f"TARGET_PREFIX {prefix!r} is not a valid ECR repository prefix")
+
+        image_list = env.get("IMAGE_LIST", "").strip() or "images.yaml"
+        if image_list.startswith("s3://") and not _S3_LOCATION_RE.fullmatch(image_list):
+            raise ConfigurationError(f"IMAGE_LIST {image_list!r} is not s3://bucket/key")
+        if image_list.startswith("ssm:") and not re.fullmatch(r"ssm:/[A-Za-z0-9_.\-/]{1,2047}", image_list):
+            raise ConfigurationError(f"IMAGE_LIST {image_list!r} is not ssm:/parameter/name")
+
+        endpoints: dict[str, str] = {}
+        raw_endpoints = env.get("REGISTRY_ENDPOINTS", "").strip()
+        if raw_endpoints:
+            try:
+                parsed = json.loads(raw_endpoints)
+            except json.JSONDecodeError as e:
+                raise ConfigurationError(f"REGISTRY_ENDPOINTS is not valid JSON: {e.msg}") from None
+            if not isinstance(parsed, dict):
+                raise ConfigurationError("REGISTRY_ENDPOINTS must be a JSON object of registry host -> base URL")
+            for host, url in parsed.items():
+                if not isinstance(url, str) or not _HOST_RE.fullmatch(host):
+                    raise ConfigurationError(f"REGISTRY_ENDPOINTS[{host!r}] must map a registry host to a URL")
+                host = host.lower()
+                endpoints[DOCKER_HUB if host == "index.docker.io" else host] = parse_endpoint(host, url)
+
+        secret = env.get("DOCKERHUB_SECRET_ARN", "").strip() or None
+        if secret and not _SECRET_ARN_RE.fullmatch(secret):
+            raise ConfigurationError("DOCKERHUB_SECRET_ARN is not a Secrets Manager secret ARN")
+
+        report = env.get("REPORT_LOCATION", "").strip() or None
+        if report and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/]*)?", report):
+            raise ConfigurationError(f"REPORT_LOCATION {report!r} is not s3://bucket[/prefix]")
+
+        return cls(
+            codebuild_project=project,
+            image_list=image_list,
+            target_prefix=prefix,
+            images_per_build=_int(env, "IMAGES_PER_BUILD", 10, 1, 100),
+            max_concurrency=_int(env, "MAX_CONCURRENCY", 8, 1, 64),
+            request_timeout=_float(env, "REQUEST_TIMEOUT_SECONDS", 10.0, 0.1, 120.0),
+            registry_endpoints=endpoints,
+            dockerhub_secret_arn=secret,
+            report_location=report,
+        )

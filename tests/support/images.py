@@ -1,0 +1,159 @@
+"""Writes small, reproducible OCI image layouts from Python and pushes them with skopeo (no Docker needed)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An OCI layout on disk holding one image (or index) under one tag; `digest` is its top-level digest."""
+
+    path: Path
+    tag: str
+    digest: str
+    media_type: str
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class _Writer:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+    def blob(self, data: bytes) -> tuple[str, int]:
+        digest = _sha(data)
+        (self.root / "blobs" / "sha256" / digest.split(":", 1)[1]).write_bytes(data)
+        return digest, len(data)
+
+    def json_blob(self, obj: object) -> tuple[bytes, str, int]:
+        data = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+        digest, size = self.blob(data)
+        return data, digest, size
+
+
+def _layer(content: str) -> tuple[bytes, bytes]:
+    """Return (gzipped tar, uncompressed tar) holding one file; gzip mtime 0 keeps digests reproducible."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        data = content.encode()
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(data)
+        info.mtime = 0
+        tar.addfile(info, io.BytesIO(data))
+    gz = io.BytesIO()
+    with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0) as zipped:
+        zipped.write(raw.getvalue())
+    return gz.getvalue(), raw.getvalue()
+
+
+def _platform_manifest(w: _Writer, content: str, arch: str, docker: bool) -> dict[str, object]:
+    layer, raw = _layer(f"{content} {arch}")
+    layer_digest, layer_size = w.blob(layer)
+    config = {
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Cmd": ["/hello.txt"]},
+        "rootfs": {"type": "layers", "diff_ids": [_sha(raw)]},
+        "history": [{"created_by": f"test image {content}", "created": "2024-01-01T00:00:00Z"}],
+        "created": "2024-01-01T00:00:00Z",
+    }
+    _, config_digest, config_size = w.json_blob(config)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST if docker else OCI_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG if docker else OCI_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": DOCKER_LAYER if docker else OCI_LAYER, "digest": layer_digest, "size": layer_size}],
+    }
+    _, digest, size = w.json_blob(manifest)
+    return {
+        "mediaType": manifest["mediaType"],
+        "digest": digest,
+        "size": size,
+        "platform": {"architecture": arch, "os": "linux"},
+    }
+
+
+def write_image(
+    root: Path,
+    content: str,
+    *,
+    kind: str = "oci-index",
+    tag: str = "latest",
+    arches: tuple[str, ...] = ("amd64", "arm64"),
+) -> Layout:
+    """Write an image whose bytes depend only on `content` and `kind`.
+
+    kind: "oci-index" (multi-arch OCI index), "docker-list" (Docker manifest list),
+    "oci-manifest" (single-platform OCI manifest) or "docker-manifest" (single-platform Docker v2 manifest).
+    """
+    w = _Writer(root)
+    docker = kind.startswith("docker")
+    if kind in ("oci-index", "docker-list"):
+        children = [_platform_manifest(w, content, arch, docker) for arch in arches]
+        index = {"schemaVersion": 2, "mediaType": DOCKER_LIST if docker else OCI_INDEX, "manifests": children}
+        _, digest, size = w.json_blob(index)
+        top = {"mediaType": index["mediaType"], "digest": digest, "size": size}
+    elif kind in ("oci-manifest", "docker-manifest"):
+        top = _platform_manifest(w, content, arches[0], docker)
+        top.pop("platform")
+    else:
+        raise ValueError(f"unknown image kind {kind!r}")
+    if docker:
+        # skopeo's oci: transport only reads OCI media types; its dir: transport carries Docker ones unchanged.
+        _to_dir_layout(root, str(top["digest"]))
+    else:
+        top["annotations"] = {"org.opencontainers.image.ref.name": tag}
+        (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [top]}))
+    return Layout(root, tag, str(top["digest"]), str(top["mediaType"]))
+
+
+def _to_dir_layout(root: Path, top_digest: str) -> None:
+    """Rearrange the written blobs as skopeo's dir: transport expects: manifest.json, <hex>.manifest.json, <hex>."""
+    blobs = root / "blobs" / "sha256"
+    top = (blobs / top_digest.split(":", 1)[1]).read_bytes()
+    (root / "manifest.json").write_bytes(top)
+    children = json.loads(top).get("manifests", [])
+    for child in children:
+        hex_ = child["digest"].split(":", 1)[1]
+        (root / f"{hex_}.manifest.json").write_bytes((blobs / hex_).read_bytes())
+    for blob in blobs.iterdir():
+        (root / blob.name).write_bytes(blob.read_bytes())
+    (root / "version").write_text("Directory Transport Version: 1.1\n")
+    (root / "oci-layout").unlink()
+
+
+def push(layout: Layout, destination: str, *, creds: str | None = None, authfile: Path | None = None) -> None:
+    """Copy the layout to docker://destination (a plain-HTTP loopback registry) keeping its digest."""
+    cmd = ["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "-q"]
+    if creds:
+        cmd += ["--dest-creds", creds]
+    if authfile:
+        cmd += ["--dest-authfile", str(authfile)]
+    source = (
+        f"dir:{layout.path}"
+        if layout.media_type.startswith("application/vnd.docker")
+        else f"oci:{layout.path}:{layout.tag}"
+    )
+    cmd += [source, f"docker://{destination}"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
