@@ -1,0 +1,124 @@
+"""Real registries on loopback (Bearer tokens for the Docker Hub side, Basic for the ECR side), moto for AWS."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from support.images import Layout, push, write_image
+from support.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, Registry, TokenServer
+
+from tests.conftest import FakeLambdaContext
+
+PROJECT = "ecr-mirror-copy"
+
+if not (shutil.which("docker-registry") and shutil.which("skopeo") and shutil.which("htpasswd")):
+    raise RuntimeError("integration tests need docker-registry, skopeo and htpasswd (apt, see .ci/run)")
+
+
+@dataclass
+class Registries:
+    tokens: TokenServer
+    upstream: Registry
+    hub: HubProxy
+    ecr: Registry
+    workdir: Path
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
+    root = tmp_path_factory.mktemp("registries")
+    tokens = TokenServer(root / "tokens")
+    upstream = Registry(root / "upstream", token=tokens)
+    hub = HubProxy(upstream)
+    ecr = Registry(root / "ecr", basic=(ECR_USER, ECR_PASSWORD))
+    try:
+        yield Registries(tokens, upstream, hub, ecr, root)
+    finally:
+        hub.close()
+        upstream.close()
+        ecr.close()
+        tokens.close()
+
+
+@dataclass
+class Mirror:
+    """One deployment of the mirror against the local registries: settings, moto, and the captured builds."""
+
+    registries: Registries
+    workdir: Path
+    namespace: str
+    env: dict[str, str]
+    builds: list[dict[str, Any]] = field(default_factory=list)
+    session: Any = None
+
+    def image(self, name: str) -> str:
+        """A Docker Hub-style repository path unique to this test."""
+        return f"{self.namespace}/{name}"
+
+    def seed(self, name: str, content: str, *, kind: str = "oci-index", tag: str = "latest") -> Layout:
+        """Push an image to the upstream ("Docker Hub") registry as its one authorised user."""
+        layout = write_image(self.workdir / f"img-{uuid.uuid4().hex[:8]}", content, kind=kind, tag=tag)
+        t = self.registries.tokens
+        push(layout, f"{self.registries.upstream.location}/{self.image(name)}:{tag}", creds=f"{t.username}:{t.password}")
+        return layout
+
+    def seed_ecr(self, repository: str, content: str, *, kind: str = "oci-index", tag: str = "latest") -> Layout:
+        layout = write_image(self.workdir / f"img-{uuid.uuid4().hex[:8]}", content, kind=kind, tag=tag)
+        push(layout, f"{self.registries.ecr.location}/{repository}:{tag}", creds=f"{ECR_USER}:{ECR_PASSWORD}")
+        return layout
+
+    def mirror_images(self) -> list[list[dict[str, str]]]:
+        """The MIRROR_IMAGES of each captured StartBuild call."""
+        out = []
+        for build in self.builds:
+            (variable,) = build["environmentVariablesOverride"]
+            assert variable["name"] == "MIRROR_IMAGES"
+            assert variable["type"] == "PLAINTEXT"
+            out.append(json.loads(variable["value"]))
+        return out
+
+    def invoke(self, event: dict[str, Any] | None = None, *, timeout: float = 120.0) -> dict[str, Any]:
+        import app
+
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in self.env.items():
+                mp.setenv(key, value)
+            mp.setattr(app, "session_factory", lambda: self.session)
+            return app.handler(event if event is not None else {}, FakeLambdaContext(timeout_seconds=timeout))
+
+
+@pytest.fixture
+def mirror(registries: Registries, tmp_path: Path) -> Iterator[Mirror]:
+    env = {
+        "CODEBUILD_PROJECT": PROJECT,
+        "TARGET_PREFIX": "mirror",
+        "REGISTRY_ENDPOINTS": json.dumps({"docker.io": registries.hub.url, ECR_ACCOUNT_HOST: registries.ecr.url}),
+        "REQUEST_TIMEOUT_SECONDS": "5",
+    }
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        m = Mirror(registries, tmp_path, f"t{uuid.uuid4().hex[:10]}", env, session=session)
+
+        def capture(params: dict[str, Any], **_: Any) -> None:
+            m.builds.append(copy.deepcopy(params))
+
+        session.events.register("provide-client-params.codebuild.StartBuild", capture)
+        session.client("codebuild").create_project(
+            name=PROJECT,
+            source={"type": "NO_SOURCE", "location": "none", "buildspec": "version: 0.2"},
+            artifacts={"type": "NO_ARTIFACTS"},
+            environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:8.0",
+                         "computeType": "BUILD_GENERAL1_SMALL"},
+            serviceRole="arn:aws:iam::123456789012:role/codebuild",
+        )
+        yield m

@@ -1,0 +1,337 @@
+"""Real registries on 127.0.0.1 for tests and the sandbox: docker-registry processes, a JWT token endpoint, a proxy."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+ECR_ACCOUNT_HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+ECR_USER, ECR_PASSWORD = "AWS", "123456789012-auth-token"  # what moto's get_authorization_token returns
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # answering, even 401
+        except OSError:
+            if time.monotonic() > end:
+                raise RuntimeError(f"{url} did not come up") from None
+            time.sleep(0.05)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> _Server:
+    server = _Server(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name=handler.__name__).start()
+    return server
+
+
+# -- token endpoint ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TokenRequest:
+    scopes: list[str]
+    service: str | None
+    username: str | None
+
+
+@dataclass
+class TokenServer:
+    """Docker Hub's auth.docker.io in small: RS256 JWTs with an x5c header, pull for all, push for the one user."""
+
+    workdir: Path
+    username: str = "hubuser"
+    password: str = "hub-access-token-s3cret"
+    service: str = "test-registry"
+    issuer: str = "test-token-issuer"
+    expires_in: int = 300
+    requests: list[TokenRequest] = field(default_factory=list)
+    fail_with: int | None = None  # answer every request with this status (a failing token endpoint)
+
+    def __post_init__(self) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test token issuer")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cert_path = self.workdir / "token-cert.pem"
+        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self._key = key
+        self._x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self._server = _serve(self._handler())
+        self.realm = f"http://127.0.0.1:{self._server.server_port}/token"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                owner._answer(self)
+
+        return Handler
+
+    def _answer(self, h: BaseHTTPRequestHandler) -> None:
+        query = parse_qs(urlsplit(h.path).query)
+        user = None
+        auth = h.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            if (user, password) != (self.username, self.password):
+                self._reply(h, 401, {"details": "incorrect username or password"})
+                return
+        scopes = query.get("scope", [])
+        self.requests.append(TokenRequest(scopes, (query.get("service") or [None])[0], user))
+        if self.fail_with:
+            self._reply(h, self.fail_with, {"details": "token service unavailable"})
+            return
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":", 2) if scope.count(":") >= 2 else (scope, "", "")
+            allowed = [a for a in actions.split(",") if a == "pull" or (user and a in ("push", "delete"))]
+            access.append({"type": kind, "name": name, "actions": allowed})
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": user or "",
+            "aud": self.service,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + self.expires_in,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
+        token = jwt.encode(claims, self._key, algorithm="RS256", headers={"x5c": [self._x5c]})
+        self._reply(h, 200, {"token": token, "access_token": token, "expires_in": self.expires_in})
+
+    @staticmethod
+    def _reply(h: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# -- registry ------------------------------------------------------------------------------------------------------
+
+
+class Registry:
+    """A real distribution registry (`docker-registry serve`) on 127.0.0.1, with no auth, Basic or Bearer tokens."""
+
+    def __init__(self, workdir: Path, *, basic: tuple[str, str] | None = None, token: TokenServer | None = None):
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.basic = basic
+        config = [
+            "version: 0.1",
+            "log:",
+            "  level: error",
+            "  accesslog:",
+            "    disabled: true",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {workdir / 'data'}",
+            "  delete:",
+            "    enabled: true",
+            "http:",
+            f"  addr: 127.0.0.1:{self.port}",
+            "  secret: test-only-http-secret",
+        ]
+        if basic:
+            htpasswd = workdir / "htpasswd"
+            line = subprocess.run(["htpasswd", "-Bbn", *basic], check=True, capture_output=True, text=True).stdout
+            htpasswd.write_text(line.strip() + "\n")
+            config += ["auth:", "  htpasswd:", "    realm: test-ecr", f"    path: {htpasswd}"]
+        if token:
+            config += [
+                "auth:",
+                "  token:",
+                f"    realm: {token.realm}",
+                f"    service: {token.service}",
+                f"    issuer: {token.issuer}",
+                f"    rootcertbundle: {token.cert_path}",
+            ]
+        (workdir / "config.yml").write_text("\n".join(config) + "\n")
+        self._log = (workdir / "registry.log").open("wb")
+        self.process = subprocess.Popen(
+            [shutil.which("docker-registry") or "docker-registry", "serve", str(workdir / "config.yml")],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_http(f"{self.url}/v2/")
+        except RuntimeError:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def location(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+# -- proxy ---------------------------------------------------------------------------------------------------------
+
+
+Fault = Callable[[BaseHTTPRequestHandler], bool]
+
+
+class HubProxy:
+    """A reverse proxy in front of a registry that answers like Docker Hub: `ratelimit-*` headers on manifest
+    requests, where only a GET counts as a pull. `faults` maps a path fragment to a function that may answer
+    the request itself (return True) to inject a fault; `requests` records (method, path) of all requests.
+    """
+
+    def __init__(self, upstream: Registry, *, limit: int = 100) -> None:
+        self.upstream = upstream
+        self.limit = limit
+        self.remaining = limit
+        self.faults: dict[str, Fault] = {}
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._server = _serve(self._handler())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def location(self) -> str:
+        return f"127.0.0.1:{self._server.server_port}"
+
+    def pulls(self) -> int:
+        return self.limit - self.remaining
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                owner._forward(self)
+
+            do_HEAD = do_GET
+            do_PUT = do_GET
+            do_POST = do_GET
+            do_PATCH = do_GET
+            do_DELETE = do_GET
+
+        return Handler
+
+    def _forward(self, h: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.requests.append((h.command, h.path))
+        for fragment, fault in list(self.faults.items()):
+            if fragment in h.path and fault(h):
+                return
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else None
+        conn = http.client.HTTPConnection("127.0.0.1", self.upstream.port, timeout=30)
+        headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request(h.command, h.path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        h.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() in ("connection", "transfer-encoding", "content-length", "location"):
+                continue
+            h.send_header(key, value)
+        location = response.getheader("Location")
+        if location:
+            h.send_header("Location", location.replace(self.upstream.location, self.location))
+        if "/manifests/" in h.path:
+            with self._lock:
+                if h.command == "GET" and response.status == 200:
+                    self.remaining = max(0, self.remaining - 1)
+                remaining = self.remaining
+            h.send_header("ratelimit-limit", f"{self.limit};w=21600")
+            h.send_header("ratelimit-remaining", f"{remaining};w=21600")
+        h.send_header(
+            "Content-Length", str(len(data) if h.command != "HEAD" else response.getheader("Content-Length") or 0)
+        )
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(data)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def auth_file(path: Path, logins: dict[str, tuple[str, str]]) -> Path:
+    """A containers auth file (`REGISTRY_AUTH_FILE`) with Basic logins per registry location."""
+    auths = {loc: {"auth": base64.b64encode(f"{u}:{p}".encode()).decode()} for loc, (u, p) in logins.items()}
+    path.write_text(json.dumps({"auths": auths}))
+    path.chmod(0o600)
+    return path
