@@ -1,0 +1,91 @@
+"""Settings are read once and validated; events are parsed strictly where it matters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mirror.settings import ConfigurationError, Settings
+from mirror.sync import InvalidEventError, RunRequest, parse_event
+
+BASE = {"CODEBUILD_PROJECT": "ecr-mirror-copy"}
+
+
+def test_defaults() -> None:
+    s = Settings.from_env(BASE)
+    assert (s.image_list, s.target_prefix, s.images_per_build, s.max_concurrency) == ("images.yaml", "mirror", 10, 8)
+    assert s.registry_endpoints == {}
+    assert s.dockerhub_secret_arn is None
+
+
+def test_missing_project_fails_fast() -> None:
+    with pytest.raises(ConfigurationError, match="CODEBUILD_PROJECT is not set"):
+        Settings.from_env({})
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"IMAGES_PER_BUILD": "0"}, "IMAGES_PER_BUILD must be between 1 and 100"),
+        ({"IMAGES_PER_BUILD": "ten"}, "must be an integer"),
+        ({"MAX_CONCURRENCY": "1000"}, "MAX_CONCURRENCY"),
+        ({"TARGET_PREFIX": "Mirror"}, "TARGET_PREFIX"),
+        ({"IMAGE_LIST": "s3://bucket"}, "s3://bucket/key"),
+        ({"IMAGE_LIST": "ssm:param"}, "ssm:/parameter/name"),
+        ({"REGISTRY_ENDPOINTS": "{"}, "not valid JSON"),
+        ({"REGISTRY_ENDPOINTS": "[]"}, "JSON object"),
+        ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "http://10.0.0.5:5000"})}, "only for loopback"),
+        ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "https://u:p@mirror.example"})}, "credentials"),
+        ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "ftp://x"})}, "not an http"),
+        ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "https://x/path"})}, "without a path"),
+        ({"REGISTRY_ENDPOINTS": json.dumps({"bad host!": "https://x"})}, "must map a registry host"),
+        ({"DOCKERHUB_SECRET_ARN": "my-secret"}, "secret ARN"),
+        ({"REPORT_LOCATION": "bucket/x"}, "REPORT_LOCATION"),
+    ],
+)
+def test_bad_settings_are_named(env: dict[str, str], reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=reason):
+        Settings.from_env(BASE | env)
+
+
+def test_endpoints_accept_loopback_http_and_any_https() -> None:
+    s = Settings.from_env(
+        BASE
+        | {
+            "REGISTRY_ENDPOINTS": json.dumps(
+                {"docker.io": "http://127.0.0.1:5000", "ghcr.io": "https://mirror.example.com/", "x.io": "http://[::1]:1"}
+            )
+        }
+    )
+    assert s.registry_endpoints == {
+        "docker.io": "http://127.0.0.1:5000",
+        "ghcr.io": "https://mirror.example.com",
+        "x.io": "http://[::1]:1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({}, RunRequest()),
+        (None, RunRequest()),
+        ({"images": ["nginx"], "dryRun": True}, RunRequest(["nginx"], True)),
+        # What EventBridge schedules and rules send: unknown fields mean "the default list".
+        ({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, RunRequest()),
+    ],
+)
+def test_events(event: object, expected: RunRequest) -> None:
+    assert parse_event(event) == expected
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"images": "nginx"}, "'images' must be a list"),
+        ({"dryRun": "yes"}, "'dryRun' must be true or false"),
+        ([], "JSON object"),
+    ],
+)
+def test_wrong_event_types_are_rejected(event: object, reason: str) -> None:
+    with pytest.raises(InvalidEventError, match=reason):
+        parse_event(event)
