@@ -209,6 +209,7 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._challenges: dict[str, Challenge] = {}
         self._tokens: dict[tuple[str, str], _Token] = {}
+        self._token_locks: dict[tuple[str, str], threading.Lock] = {}
         self._rate_limits: dict[str, RateLimit] = {}
         self.requests_sent = 0
 
@@ -261,7 +262,10 @@ class RegistryClient:
                 raise AuthError(f"{what}: unsupported authentication challenge {challenge.scheme!r}")
             with self._lock:
                 self._challenges[host] = challenge
-                self._tokens.pop((host, scope), None)
+                cached = self._tokens.get((host, scope))
+                # Drop the token only if it is the one just refused; another thread may have fetched a good one.
+                if cached is not None and auth == f"Bearer {cached.value}":
+                    del self._tokens[(host, scope)]
             if challenge.scheme == "basic" and host not in self._credentials:
                 raise AuthError(f"{what}: the registry requires credentials and none are configured for {host}")
         raise AuthError(f"{what}: credentials were rejected (HTTP 401)")
@@ -278,9 +282,16 @@ class RegistryClient:
             return _basic(credential) if credential else None
         if token and token.expires_at > self._clock():
             return f"Bearer {token.value}"
-        token = self._fetch_token(host, challenge, scope)
+        # One fetch per scope: concurrent checks of one repository wait for it rather than each asking.
         with self._lock:
-            self._tokens[(host, scope)] = token
+            scope_lock = self._token_locks.setdefault((host, scope), threading.Lock())
+        with scope_lock:
+            with self._lock:
+                token = self._tokens.get((host, scope))
+            if token is None or token.expires_at <= self._clock():
+                token = self._fetch_token(host, challenge, scope)
+                with self._lock:
+                    self._tokens[(host, scope)] = token
         return f"Bearer {token.value}"
 
     def _fetch_token(self, host: str, challenge: Challenge, scope: str) -> _Token:

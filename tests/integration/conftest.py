@@ -14,10 +14,10 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from support.images import Layout, push, write_image
-from support.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, Registry, TokenServer
 
 from tests.conftest import FakeLambdaContext
+from tests.support.images import Layout, push, write_image
+from tests.support.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, Registry, TokenServer
 
 PROJECT = "ecr-mirror-copy"
 
@@ -31,6 +31,7 @@ class Registries:
     upstream: Registry
     hub: HubProxy
     ecr: Registry
+    plain: Registry  # another OCI registry without auth, standing in for quay.io and friends
     workdir: Path
 
 
@@ -41,12 +42,13 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]
     upstream = Registry(root / "upstream", token=tokens)
     hub = HubProxy(upstream)
     ecr = Registry(root / "ecr", basic=(ECR_USER, ECR_PASSWORD))
+    plain = Registry(root / "plain")
     try:
-        yield Registries(tokens, upstream, hub, ecr, root)
+        yield Registries(tokens, upstream, hub, ecr, plain, root)
     finally:
         hub.close()
-        upstream.close()
-        ecr.close()
+        for registry in (upstream, ecr, plain):
+            registry.close()
         tokens.close()
 
 
@@ -69,13 +71,25 @@ class Mirror:
         """Push an image to the upstream ("Docker Hub") registry as its one authorised user."""
         layout = write_image(self.workdir / f"img-{uuid.uuid4().hex[:8]}", content, kind=kind, tag=tag)
         t = self.registries.tokens
-        push(layout, f"{self.registries.upstream.location}/{self.image(name)}:{tag}", creds=f"{t.username}:{t.password}")
+        push(
+            layout, f"{self.registries.upstream.location}/{self.image(name)}:{tag}", creds=f"{t.username}:{t.password}"
+        )
         return layout
 
     def seed_ecr(self, repository: str, content: str, *, kind: str = "oci-index", tag: str = "latest") -> Layout:
+        """Push an image straight to the "ECR" registry, as an earlier copy would have."""
         layout = write_image(self.workdir / f"img-{uuid.uuid4().hex[:8]}", content, kind=kind, tag=tag)
         push(layout, f"{self.registries.ecr.location}/{repository}:{tag}", creds=f"{ECR_USER}:{ECR_PASSWORD}")
         return layout
+
+    def seed_plain(self, name: str, content: str, *, tag: str = "latest") -> Layout:
+        layout = write_image(self.workdir / f"img-{uuid.uuid4().hex[:8]}", content, tag=tag)
+        push(layout, f"{self.registries.plain.location}/{self.image(name)}:{tag}")
+        return layout
+
+    def hub_requests(self) -> list[tuple[str, str]]:
+        """Requests this test's namespace sent to the Docker Hub side."""
+        return [(m, p) for m, p in self.registries.hub.requests if f"/{self.namespace}/" in p]
 
     def mirror_images(self) -> list[list[dict[str, str]]]:
         """The MIRROR_IMAGES of each captured StartBuild call."""
@@ -94,7 +108,8 @@ class Mirror:
             for key, value in self.env.items():
                 mp.setenv(key, value)
             mp.setattr(app, "session_factory", lambda: self.session)
-            return app.handler(event if event is not None else {}, FakeLambdaContext(timeout_seconds=timeout))
+            report: dict[str, Any] = app.handler(event if event is not None else {}, FakeLambdaContext(timeout))
+            return report
 
 
 @pytest.fixture
@@ -102,9 +117,14 @@ def mirror(registries: Registries, tmp_path: Path) -> Iterator[Mirror]:
     env = {
         "CODEBUILD_PROJECT": PROJECT,
         "TARGET_PREFIX": "mirror",
-        "REGISTRY_ENDPOINTS": json.dumps({"docker.io": registries.hub.url, ECR_ACCOUNT_HOST: registries.ecr.url}),
+        "REGISTRY_ENDPOINTS": json.dumps(
+            {"docker.io": registries.hub.url, ECR_ACCOUNT_HOST: registries.ecr.url, "quay.io": registries.plain.url}
+        ),
         "REQUEST_TIMEOUT_SECONDS": "5",
     }
+    registries.hub.remaining = registries.hub.limit
+    registries.hub.faults.clear()
+    registries.tokens.fail_with = None
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         m = Mirror(registries, tmp_path, f"t{uuid.uuid4().hex[:10]}", env, session=session)
@@ -117,8 +137,11 @@ def mirror(registries: Registries, tmp_path: Path) -> Iterator[Mirror]:
             name=PROJECT,
             source={"type": "NO_SOURCE", "location": "none", "buildspec": "version: 0.2"},
             artifacts={"type": "NO_ARTIFACTS"},
-            environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:8.0",
-                         "computeType": "BUILD_GENERAL1_SMALL"},
+            environment={
+                "type": "LINUX_CONTAINER",
+                "image": "aws/codebuild/standard:8.0",
+                "computeType": "BUILD_GENERAL1_SMALL",
+            },
             serviceRole="arn:aws:iam::123456789012:role/codebuild",
         )
         yield m

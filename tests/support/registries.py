@@ -129,7 +129,7 @@ class TokenServer:
                 self._reply(h, 401, {"details": "incorrect username or password"})
                 return
         scopes = query.get("scope", [])
-        self.requests.append(TokenRequest(scopes, (query.get("service") or [None])[0], user))
+        self.requests.append(TokenRequest(scopes, query.get("service", [""])[0] or None, user))
         if self.fail_with:
             self._reply(h, self.fail_with, {"details": "token service unavailable"})
             return

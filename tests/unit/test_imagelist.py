@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from mirror.imagelist import ImageListError, load_text, parse_document, parse_entries
 
 LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
@@ -41,7 +42,8 @@ def test_bad_entries_are_invalid_with_reason(raw: object, reason: str) -> None:
     (entry,) = parse_entries([raw], "mirror")
     assert not entry.valid
     assert reason in (entry.error or "")
-    assert entry.error is not None and entry.error.startswith("entry 1")
+    assert entry.error is not None
+    assert entry.error.startswith("entry 1")
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,8 @@ def test_two_sources_for_one_target_reject_the_second() -> None:
 
 def test_pinned_source_keeps_its_digest() -> None:
     entries = parse_entries([f"nginx:1.27@{A}"], "mirror")
-    assert entries[0].source is not None and entries[0].source.digest == A
+    assert entries[0].source is not None
+    assert entries[0].source.digest == A
 
 
 def test_batches_group_in_order() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mirror.references import ImageRef, ReferenceError, default_target, parse_reference, parse_target
 
 DIGEST = "sha256:" + "a" * 64
@@ -23,7 +24,10 @@ DIGEST = "sha256:" + "a" * 64
         ("localhost:5000/a/b/c:x_y.z-1", ImageRef("localhost:5000", "a/b/c", "x_y.z-1")),
         ("127.0.0.1:5000/app:1", ImageRef("127.0.0.1:5000", "app", "1")),
         ("[::1]:5000/app:1", ImageRef("[::1]:5000", "app", "1")),
-        ("public.ecr.aws/docker/library/python:3.12-slim", ImageRef("public.ecr.aws", "docker/library/python", "3.12-slim")),
+        (
+            "public.ecr.aws/docker/library/python:3.12-slim",
+            ImageRef("public.ecr.aws", "docker/library/python", "3.12-slim"),
+        ),
         (f"nginx:1.27@{DIGEST}", ImageRef("docker.io", "library/nginx", "1.27", DIGEST)),
         (f"nginx@{DIGEST}", ImageRef("docker.io", "library/nginx", None, DIGEST)),
         ("a__b/c--d:T", ImageRef("docker.io", "a__b/c--d", "T")),
@@ -44,7 +48,7 @@ def test_valid_references_normalise(text: str, expected: ImageRef) -> None:
         ("nginx`id`", "not valid"),
         ("nginx|cat", "not valid"),
         ("ngínx:1", "non-ASCII"),
-        ("ｎginx:1", "non-ASCII"),
+        ("\uff4eginx:1", "non-ASCII"),  # fullwidth n
         ("Nginx:1", "lower case"),
         ("docker.io/Library/nginx", "lower case"),
         ("a/../b", "not valid"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 
 import pytest
+
 from mirror.registry import Challenge, RateLimit, parse_challenge, parse_ratelimit, parse_retry_after
 
 
@@ -14,17 +15,31 @@ from mirror.registry import Challenge, RateLimit, parse_challenge, parse_ratelim
         (
             'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
             'scope="repository:library/nginx:pull"',
-            Challenge("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
-                                 "scope": "repository:library/nginx:pull"}),
+            Challenge(
+                "bearer",
+                {
+                    "realm": "https://auth.docker.io/token",
+                    "service": "registry.docker.io",
+                    "scope": "repository:library/nginx:pull",
+                },
+            ),
         ),
-        ('Basic realm="https://123456789012.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com"',
-         Challenge("basic", {"realm": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/",
-                             "service": "ecr.amazonaws.com"})),
+        (
+            'Basic realm="https://123456789012.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com"',
+            Challenge(
+                "basic",
+                {"realm": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/", "service": "ecr.amazonaws.com"},
+            ),
+        ),
         ('basic realm="test-ecr"', Challenge("basic", {"realm": "test-ecr"})),
-        ('Bearer realm="https://x/token", scope="repository:a:pull,push"',
-         Challenge("bearer", {"realm": "https://x/token", "scope": "repository:a:pull,push"})),
-        ('Bearer realm="https://x/t",error="insufficient_scope"',
-         Challenge("bearer", {"realm": "https://x/t", "error": "insufficient_scope"})),
+        (
+            'Bearer realm="https://x/token", scope="repository:a:pull,push"',
+            Challenge("bearer", {"realm": "https://x/token", "scope": "repository:a:pull,push"}),
+        ),
+        (
+            'Bearer realm="https://x/t",error="insufficient_scope"',
+            Challenge("bearer", {"realm": "https://x/t", "error": "insufficient_scope"}),
+        ),
         ('Bearer realm="a\\"b"', Challenge("bearer", {"realm": 'a"b'})),
         ("Bearer realm=bare,service=svc", Challenge("bearer", {"realm": "bare", "service": "svc"})),
         ("", Challenge("", {})),

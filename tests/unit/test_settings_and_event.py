@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from mirror.settings import ConfigurationError, Settings
 from mirror.sync import InvalidEventError, RunRequest, parse_event
 
@@ -53,7 +54,11 @@ def test_endpoints_accept_loopback_http_and_any_https() -> None:
         BASE
         | {
             "REGISTRY_ENDPOINTS": json.dumps(
-                {"docker.io": "http://127.0.0.1:5000", "ghcr.io": "https://mirror.example.com/", "x.io": "http://[::1]:1"}
+                {
+                    "docker.io": "http://127.0.0.1:5000",
+                    "ghcr.io": "https://mirror.example.com/",
+                    "x.io": "http://[::1]:1",
+                }
             )
         }
     )
