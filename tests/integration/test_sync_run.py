@@ -9,7 +9,7 @@ import botocore.awsrequest
 import pytest
 
 from tests.integration.conftest import PROJECT, Mirror
-from tests.support.registries import ECR_ACCOUNT_HOST
+from tests.support.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD
 
 ECR = ECR_ACCOUNT_HOST
 
@@ -340,3 +340,42 @@ def test_report_is_json_and_stored_in_s3(mirror: Mirror) -> None:
     assert key.startswith("reports/")
     assert key.endswith(f"-{report['runId']}.json")
     assert json.loads(s3.get_object(Bucket="mirror-reports", Key=key)["Body"].read()) == report
+
+
+def test_logs_metrics_and_no_secret_anywhere(mirror: Mirror, capsys: pytest.CaptureFixture[str]) -> None:
+    mirror.seed("a", "a")
+    mirror.seed("b", "b")
+    tokens = mirror.registries.tokens
+    arn = mirror.session.client("secretsmanager").create_secret(
+        Name="hub", SecretString=json.dumps({"username": tokens.username, "password": tokens.password})
+    )["ARN"]
+    mirror.env["DOCKERHUB_SECRET_ARN"] = arn
+    capsys.readouterr()
+
+    report = mirror.invoke({"images": [mirror.image("a"), mirror.image("b"), "bad name"]})
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    image_lines = [line for line in lines if line.get("message") == "image"]
+    assert [line["image"] for line in image_lines] == report["images"]
+    (summary,) = [line for line in lines if line.get("message") == "run finished"]
+    assert summary["summary"] == report["summary"]
+    (emf,) = [line for line in lines if "_aws" in line]
+    assert emf["ImagesChecked"] == [2.0]
+    assert emf["ImagesMissing"] == [2.0]
+    assert emf["ImagesFailed"] == [1.0]
+    assert emf["BuildsStarted"] == [1.0]
+    assert emf["DockerHubPullsRemaining"] == [float(mirror.registries.hub.remaining)]
+    everything = json.dumps(lines) + json.dumps(report)
+    for secret in (tokens.password, ECR_PASSWORD, "Bearer ", "Authorization", "Basic "):
+        assert secret not in everything
+
+
+def test_images_not_checked_before_the_deadline_are_failed_not_dropped(mirror: Mirror) -> None:
+    mirror.seed("a", "a")
+
+    report = mirror.invoke({"images": [mirror.image("a"), mirror.image("b")]}, timeout=4.0)
+
+    assert [i["status"] for i in report["images"]] == ["failed", "failed"]
+    assert all(i["error"].startswith("deadline") for i in report["images"])
+    assert mirror.builds == []
+    assert mirror.hub_requests() == []

@@ -335,3 +335,24 @@ def auth_file(path: Path, logins: dict[str, tuple[str, str]]) -> Path:
     path.write_text(json.dumps({"auths": auths}))
     path.chmod(0o600)
     return path
+
+
+def answer(status: int, headers: dict[str, str] | None = None, body: bytes = b"", *, times: int | None = None) -> Fault:
+    """A fault that answers `status` itself (the first `times` requests only, when given), else passes through."""
+    left = [times]
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        if left[0] is not None:
+            if left[0] <= 0:
+                return False
+            left[0] -= 1
+        h.send_response(status)
+        for key, value in (headers or {}).items():
+            h.send_header(key, value)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+        return True
+
+    return fault
