@@ -6,7 +6,14 @@ PYTHON ?= $(shell for p in python3.12 /root/.pyenv/versions/3.12.1/bin/python3.1
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint unit integration deps venv clean
+SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
+# sam build needs python3.12 on PATH; checkov and the SAM CLI pin their own boto3, so each has its own venv.
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+PY312_DIR = $(dir $(shell command -v $(PYTHON)))
+
+.PHONY: test lint template unit integration deps venv clean
 
 deps:
 	@scripts/install-system-deps.sh
@@ -24,7 +31,24 @@ lint: venv
 	$(VENV)/bin/ruff format --check lambda tests
 	$(VENV)/bin/mypy
 
-test: deps venv lint
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==1.170.0
+	touch $@
+
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check checkov==3.3.30
+	touch $@
+
+# The template: cfn-lint, sam validate --lint, checkov (no failed check) and a real sam build.
+template: venv $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
+	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build
+
+test: deps venv lint template
 	$(VENV)/bin/pytest -q
 
 unit: venv
@@ -34,4 +58,4 @@ integration: deps venv
 	$(VENV)/bin/pytest -q tests/integration
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache .hypothesis

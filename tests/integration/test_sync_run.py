@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -351,10 +352,18 @@ def test_logs_metrics_and_no_secret_anywhere(mirror: Mirror, capsys: pytest.Capt
     )["ARN"]
     mirror.env["DOCKERHUB_SECRET_ARN"] = arn
     capsys.readouterr()
+    import app
 
-    report = mirror.invoke({"images": [mirror.image("a"), mirror.image("b"), "bad name"]})
+    # Powertools' handler keeps the stream it was created with; point it at a buffer for this run.
+    logs = io.StringIO()
+    previous = app.logger.registered_handler.setStream(logs)  # type: ignore[attr-defined]
+    try:
+        report = mirror.invoke({"images": [mirror.image("a"), mirror.image("b"), "bad name"]})
+    finally:
+        app.logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
 
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    output = logs.getvalue() + capsys.readouterr().out  # log lines, then the metrics Powertools prints
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     image_lines = [line for line in lines if line.get("message") == "image"]
     assert [line["image"] for line in image_lines] == report["images"]
     (summary,) = [line for line in lines if line.get("message") == "run finished"]

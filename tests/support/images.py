@@ -30,6 +30,13 @@ class Layout:
     digest: str
     media_type: str
 
+    def manifests(self) -> list[dict[str, object]]:
+        """The child manifests of an index or list (empty for a single manifest)."""
+        hex_ = self.digest.split(":", 1)[1]
+        blob = self.path / "blobs" / "sha256" / hex_
+        data = json.loads((blob if blob.exists() else self.path / hex_).read_bytes())
+        return list(data.get("manifests", []))
+
 
 def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -297,7 +297,10 @@ class HubProxy:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else None
         conn = http.client.HTTPConnection("127.0.0.1", self.upstream.port, timeout=30)
-        headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}
+        headers: dict[str, str] = {}
+        for key, value in h.headers.items():  # repeated headers (skopeo sends several Accept lines) are joined
+            if key.lower() not in ("host", "connection"):
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
         conn.request(h.command, h.path, body=body, headers=headers)
         response = conn.getresponse()
         data = response.read()

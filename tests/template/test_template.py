@@ -1,0 +1,208 @@
+"""template.yaml transformed offline by samtranslator: assertions on the CloudFormation that would be deployed."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+from mirror.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+Resource = dict[str, Any]
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def source() -> dict[str, Any]:
+    template: dict[str, Any] = yaml_parse((ROOT / "template.yaml").read_text())
+    return template
+
+
+@pytest.fixture(scope="module")
+def cfn(source: dict[str, Any]) -> dict[str, Any]:
+    template = copy.deepcopy(source)
+    template["Resources"]["MirrorFunction"]["Properties"]["CodeUri"] = "s3://bucket/function.zip"
+    out: dict[str, Any] = transform(template, {}, _NoManagedPolicies())
+    return out
+
+
+def of_type(cfn: dict[str, Any], kind: str) -> dict[str, Resource]:
+    return {k: v for k, v in cfn["Resources"].items() if v["Type"] == kind}
+
+
+def statements(role: Resource) -> list[dict[str, Any]]:
+    out = []
+    for policy in role["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if isinstance(statement, dict) and "Fn::If" in statement:
+                statement = statement["Fn::If"][1]  # the statement when its condition holds
+            out.append(statement)
+    return out
+
+
+def test_function_runtime_and_limits(cfn: dict[str, Any]) -> None:
+    fn = cfn["Resources"]["MirrorFunction"]
+    assert fn["Type"] == "AWS::Lambda::Function"
+    p = fn["Properties"]
+    assert p["Runtime"] == "python3.12"
+    assert p["Handler"] == "app.handler"
+    assert p["Architectures"] == ["arm64"]
+    assert p["ReservedConcurrentExecutions"] == 1
+    assert p["Timeout"] == 900
+    assert p["MemorySize"] >= 512
+    assert p["TracingConfig"] == {"Mode": "Active"}
+    assert p["LoggingConfig"] == {"LogGroup": {"Ref": "MirrorFunctionLogGroup"}}
+
+
+def test_nightly_schedule_without_retries(cfn: dict[str, Any], source: dict[str, Any]) -> None:
+    (schedule,) = of_type(cfn, "AWS::Scheduler::Schedule").values()
+    p = schedule["Properties"]
+    assert p["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
+    assert source["Parameters"]["ScheduleExpression"]["Default"] == "cron(0 3 * * ? *)"
+    assert p["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert p["Target"]["Arn"] == {"Fn::GetAtt": ["MirrorFunction", "Arn"]}
+    assert json.loads(p["Target"]["Input"]) == json.loads((ROOT / "events" / "scheduled.json").read_text())
+    (invoke_config,) = of_type(cfn, "AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 0
+
+
+def test_environment_is_exactly_what_the_code_reads(cfn: dict[str, Any]) -> None:
+    read: set[str] = set()
+
+    class Recorder(dict[str, str]):
+        def get(self, key: str, default: Any = None) -> Any:
+            read.add(key)
+            return super().get(key, default)
+
+    Settings.from_env(Recorder(CODEBUILD_PROJECT="ecr-mirror-copy"))
+    variables = set(cfn["Resources"]["MirrorFunction"]["Properties"]["Environment"]["Variables"])
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    assert variables == read | powertools
+
+
+def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"]["MirrorFunctionRole"]
+    repositories = {
+        "Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${TargetPrefix}/*"
+    }
+    expected = {
+        "WriteOwnLogs": (["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::Sub": "${MirrorFunctionLogGroup.Arn}"}),
+        "EcrAuthTokenAllowsNoResource": ("ecr:GetAuthorizationToken", "*"),
+        "ReadCreateConfigureMirroredRepositories": (
+            ["ecr:BatchGetImage", "ecr:CreateRepository", "ecr:PutLifecyclePolicy", "ecr:TagResource"],
+            repositories,
+        ),
+        "StartTheCopyProjectOnly": ("codebuild:StartBuild", {"Fn::GetAtt": ["CopyProject", "Arn"]}),
+        "ReadImageLists": ("s3:GetObject", {"Fn::Sub": "${MirrorBucket.Arn}/lists/*"}),
+        "WriteRunReports": ("s3:PutObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/*"}),
+        "ReadImageListParameters": (
+            "ssm:GetParameter",
+            {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/ecr-mirror/*"},
+        ),
+        "TracingAllowsNoResource": (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
+        "ReadDockerHubSecret": ("secretsmanager:GetSecretValue", {"Ref": "DockerHubSecretArn"}),
+    }
+    got = {s["Sid"]: (s["Action"], s["Resource"]) for s in statements(role)}
+    assert got == expected
+    assert all(s["Effect"] == "Allow" for s in statements(role))
+    assert role["Properties"].get("ManagedPolicyArns") in (None, [])
+
+
+def test_copy_role_may_only_push_under_the_prefix(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"]["CopyRole"]
+    got = {s["Sid"]: (s["Action"], s["Resource"]) for s in statements(role)}
+    assert got == {
+        "WriteBuildLogs": (["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::Sub": "${CopyLogGroup.Arn}"}),
+        "EcrAuthTokenAllowsNoResource": ("ecr:GetAuthorizationToken", "*"),
+        "PushToMirroredRepositories": (
+            [
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:CompleteLayerUpload",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:InitiateLayerUpload",
+                "ecr:PutImage",
+                "ecr:UploadLayerPart",
+            ],
+            {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${TargetPrefix}/*"},
+        ),
+        "ReadDockerHubSecret": ("secretsmanager:GetSecretValue", {"Ref": "DockerHubSecretArn"}),
+    }
+
+
+def test_no_wildcard_action_and_wildcard_resource_only_where_aws_allows_nothing_else(cfn: dict[str, Any]) -> None:
+    for name, role in of_type(cfn, "AWS::IAM::Role").items():
+        for statement in statements(role):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all("*" not in a for a in actions), (name, actions)
+            if statement["Resource"] == "*":
+                assert set(actions) <= {
+                    "ecr:GetAuthorizationToken",
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                }
+    scheduler_roles = [r for r in of_type(cfn, "AWS::IAM::Role").values() if "scheduler" in json.dumps(r)]
+    (scheduler_role,) = scheduler_roles
+    (invoke,) = statements(scheduler_role)
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert invoke["Resource"] == {"Fn::GetAtt": ["MirrorFunction", "Arn"]}
+
+
+def test_copy_project(cfn: dict[str, Any]) -> None:
+    p = cfn["Resources"]["CopyProject"]["Properties"]
+    assert p["Source"]["Type"] == "NO_SOURCE"
+    assert p["Environment"]["Image"] == "aws/codebuild/standard:8.0"
+    assert p["Environment"]["PrivilegedMode"] is False
+    assert p["TimeoutInMinutes"] <= 60
+    assert p["LogsConfig"]["CloudWatchLogs"] == {"Status": "ENABLED", "GroupName": {"Ref": "CopyLogGroup"}}
+    secrets = [v["Fn::If"][1] for v in p["Environment"]["EnvironmentVariables"] if "Fn::If" in v]
+    assert {s["Name"]: s["Type"] for s in secrets} == {
+        "DOCKERHUB_USERNAME": "SECRETS_MANAGER",
+        "DOCKERHUB_PASSWORD": "SECRETS_MANAGER",
+    }
+
+
+def test_bucket_is_private_encrypted_versioned_and_tls_only(cfn: dict[str, Any]) -> None:
+    p = cfn["Resources"]["MirrorBucket"]["Properties"]
+    assert p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(p["PublicAccessBlockConfiguration"].values())
+    assert len(p["PublicAccessBlockConfiguration"]) == 4
+    assert p["VersioningConfiguration"] == {"Status": "Enabled"}
+    (deny,) = cfn["Resources"]["MirrorBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_alarms_and_rules_notify_the_topic(cfn: dict[str, Any]) -> None:
+    alarms = of_type(cfn, "AWS::CloudWatch::Alarm")
+    metrics = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()}
+    assert metrics == {("AWS/Lambda", "Errors"), ("EcrMirror", "ImagesFailed")}
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlertTopic"}] for a in alarms.values())
+    pattern = cfn["Resources"]["BuildFailedRule"]["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["CodeBuild Build State Change"]
+    assert "FAILED" in pattern["detail"]["build-status"]
+    assert pattern["detail"]["project-name"] == [{"Ref": "CopyProject"}]
+    assert cfn["Resources"]["AlertSubscription"]["Condition"] == "HasAlertEmail"
+
+
+def test_outputs(cfn: dict[str, Any]) -> None:
+    assert set(cfn["Outputs"]) >= {"MirrorRegistryUri", "FunctionName", "BuildProjectName", "BucketName"}
+
+
+def test_events_are_valid_requests() -> None:
+    from mirror.sync import parse_event
+
+    for name in ("scheduled", "manual", "dry-run"):
+        parse_event(json.loads((ROOT / "events" / f"{name}.json").read_text()))
+    assert parse_event(json.loads((ROOT / "events" / "dry-run.json").read_text())).dry_run is True
+    assert parse_event(json.loads((ROOT / "events" / "manual.json").read_text())).images
