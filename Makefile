@@ -27,8 +27,8 @@ $(STAMP): requirements-dev.txt lambda/requirements.txt
 venv: $(STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check lambda tests
-	$(VENV)/bin/ruff format --check lambda tests
+	$(VENV)/bin/ruff check lambda tests devtools
+	$(VENV)/bin/ruff format --check lambda tests devtools
 	$(VENV)/bin/mypy
 
 $(SAM_VENV)/.installed:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from devtools.buildspec import run_build_phase
+from devtools.registries import ECR_PASSWORD, ECR_USER, auth_file
 from mirror.registry import MANIFEST_ACCEPT
 from tests.integration.conftest import Mirror
-from tests.support.buildspec import run_build_phase
-from tests.support.registries import ECR_PASSWORD, ECR_USER, auth_file
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, answer
 from mirror.registry import (
     AuthError,
     BadResponseError,
@@ -17,7 +18,6 @@ from mirror.registry import (
     UpstreamError,
 )
 from tests.integration.conftest import Mirror, Registries
-from tests.support.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, answer
 
 HUB = "docker.io"
 

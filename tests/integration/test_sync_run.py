@@ -9,8 +9,8 @@ from typing import Any
 import botocore.awsrequest
 import pytest
 
+from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD
 from tests.integration.conftest import PROJECT, Mirror
-from tests.support.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD
 
 ECR = ECR_ACCOUNT_HOST
 

@@ -1,4 +1,4 @@
-"""Real registries on 127.0.0.1 for tests and the sandbox: docker-registry processes, a JWT token endpoint, a proxy."""
+"""Real registries on 127.0.0.1 for tests and the sandbox: docker-registry, a JWT token endpoint, a proxy."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from samtranslator.yaml_helper import yaml_parse
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def buildspec() -> dict[str, Any]:
