@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 PY312_DIR = $(dir $(shell command -v $(PYTHON)))
 
-.PHONY: test lint template unit integration deps venv clean
+.PHONY: test lint template unit integration sandbox deps venv clean
 
 deps:
 	@scripts/install-system-deps.sh
@@ -50,6 +50,10 @@ template: venv $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 
 test: deps venv lint template
 	$(VENV)/bin/pytest -q
+
+# The whole mirror on this machine: local registries, moto, the real handler and the real buildspec.
+sandbox: deps venv
+	$(VENV)/bin/python -m devtools.sandbox
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ tracer = Tracer()
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 #: where AWS clients come from; tests swap in a session that records calls
-session_factory = boto3.session.Session
+session_factory: Callable[[], boto3.session.Session] = boto3.session.Session
 
 
 @logger.inject_lambda_context(log_event=False)

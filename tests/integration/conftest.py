@@ -15,9 +15,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from devtools.context import FakeLambdaContext
 from devtools.images import Layout, push, write_image
 from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, Registry, TokenServer
-from tests.conftest import FakeLambdaContext
 
 PROJECT = "ecr-mirror-copy"
 

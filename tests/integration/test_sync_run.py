@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from typing import Any
 
 import botocore.awsrequest
@@ -356,11 +357,13 @@ def test_logs_metrics_and_no_secret_anywhere(mirror: Mirror, capsys: pytest.Capt
 
     # Powertools' handler keeps the stream it was created with; point it at a buffer for this run.
     logs = io.StringIO()
-    previous = app.logger.registered_handler.setStream(logs)  # type: ignore[attr-defined]
+    handler = app.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(logs)
     try:
         report = mirror.invoke({"images": [mirror.image("a"), mirror.image("b"), "bad name"]})
     finally:
-        app.logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
+        handler.setStream(previous)
 
     output = logs.getvalue() + capsys.readouterr().out  # log lines, then the metrics Powertools prints
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]

@@ -1,0 +1,254 @@
+"""The whole mirror on one machine, no AWS account and no Docker: `make sandbox`.
+
+Starts on 127.0.0.1 an "upstream" registry with Bearer token auth (standing in for Docker Hub, rate-limit headers
+included), an "ECR" registry with Basic auth and a moto server for the AWS APIs; seeds upstream with sample images;
+then runs the real handler as the nightly schedule would, and the builds it starts with the build phase of the real
+buildspec from template.yaml (the copy code CodeBuild runs). It changes one upstream image and runs again, and once
+more to show that nothing is left to copy. Every report is kept as JSON; every process started is stopped at the end,
+on Ctrl-C and on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lambda"))
+
+from devtools.buildspec import BuildRun, run_build_phase  # noqa: E402
+from devtools.images import Layout, push, write_image  # noqa: E402
+from devtools.registries import (  # noqa: E402
+    ECR_ACCOUNT_HOST,
+    ECR_PASSWORD,
+    ECR_USER,
+    HubProxy,
+    Registry,
+    TokenServer,
+    auth_file,
+    free_port,
+)
+
+PROJECT = "ecr-mirror-copy"
+BUCKET = "ecr-mirror-sandbox"
+# (repository on "Docker Hub", tag, kind of manifest): a multi-arch index among them.
+SAMPLES = [
+    ("library/nginx", "1.27", "oci-index"),
+    ("library/alpine", "3.20", "docker-list"),
+    ("library/amazonlinux", "2023", "oci-manifest"),
+    ("bitnami/redis", "7.4", "docker-manifest"),
+]
+CHANGED = "library/nginx"
+
+
+@dataclass
+class Sandbox:
+    workdir: Path
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    builds: list[dict[str, Any]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.tokens = TokenServer(self.workdir / "tokens")
+        self.stack.callback(self.tokens.close)
+        self.upstream = Registry(self.workdir / "upstream", token=self.tokens)
+        self.stack.callback(self.upstream.close)
+        self.hub = HubProxy(self.upstream)
+        self.stack.callback(self.hub.close)
+        self.ecr = Registry(self.workdir / "ecr", basic=(ECR_USER, ECR_PASSWORD))
+        self.stack.callback(self.ecr.close)
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request lines
+        port = free_port()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.moto.start()
+        self.stack.callback(self.moto.stop)
+        self.environment = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "sandbox",
+            "AWS_SECRET_ACCESS_KEY": "sandbox",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": "ecr-mirror",
+            "POWERTOOLS_METRICS_NAMESPACE": "EcrMirror",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            "CODEBUILD_PROJECT": PROJECT,
+            "IMAGE_LIST": f"s3://{BUCKET}/lists/images.yaml",
+            "REPORT_LOCATION": f"s3://{BUCKET}/reports",
+            "REGISTRY_ENDPOINTS": json.dumps({"docker.io": self.hub.url, ECR_ACCOUNT_HOST: self.ecr.url}),
+        }
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            os.environ.pop(key, None)
+        os.environ.update(self.environment)
+
+    def seed(self, repository: str, tag: str, kind: str, content: str) -> Layout:
+        layout = write_image(
+            self.workdir / "layouts" / f"{repository.replace('/', '_')}-{content}", content, kind=kind, tag=tag
+        )
+        push(
+            layout,
+            f"{self.upstream.location}/{repository}:{tag}",
+            creds=f"{self.tokens.username}:{self.tokens.password}",
+        )
+        return layout
+
+    def prepare_aws(self) -> None:
+        import boto3
+
+        session = boto3.session.Session()
+        session.client("s3").create_bucket(Bucket=BUCKET)
+        images = "\n".join(f"  - {r.removeprefix('library/')}:{t}" for r, t, _ in SAMPLES)
+        session.client("s3").put_object(Bucket=BUCKET, Key="lists/images.yaml", Body=f"images:\n{images}\n")
+        session.client("codebuild").create_project(
+            name=PROJECT,
+            source={"type": "NO_SOURCE", "location": "none", "buildspec": "version: 0.2"},
+            artifacts={"type": "NO_ARTIFACTS"},
+            environment={
+                "type": "LINUX_CONTAINER",
+                "image": "aws/codebuild/standard:8.0",
+                "computeType": "BUILD_GENERAL1_SMALL",
+            },
+            serviceRole="arn:aws:iam::123456789012:role/ecr-mirror-copy",
+        )
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The real handler, with a session that hands each StartBuild's parameters to this sandbox's CodeBuild."""
+        import boto3
+
+        import app
+        from devtools.context import FakeLambdaContext
+
+        session = boto3.session.Session()
+        session.events.register(
+            "provide-client-params.codebuild.StartBuild",
+            lambda params, **_: self.builds.append(copy.deepcopy(params)),
+        )
+        app.session_factory = lambda: session
+        self.builds.clear()
+        # The function's JSON logs and metrics go to a file, as they would go to CloudWatch.
+        with (self.workdir / "reports" / "function.log").open("a") as log, contextlib.redirect_stdout(log):
+            handler = app.logger.registered_handler
+            assert isinstance(handler, logging.StreamHandler)
+            previous = handler.setStream(log)
+            try:
+                report: dict[str, Any] = app.handler(event, FakeLambdaContext(timeout_seconds=900))
+            finally:
+                handler.setStream(previous)
+        return report
+
+    def run_builds(self) -> list[BuildRun]:
+        """What CodeBuild would do: the buildspec's build phase with each build's MIRROR_IMAGES."""
+        auth = auth_file(self.workdir / "auth.json", {self.ecr.location: (ECR_USER, ECR_PASSWORD)})
+        runs = []
+        for build in self.builds:
+            (variable,) = build["environmentVariablesOverride"]
+            runs.append(run_build_phase(variable["value"], auth, cwd=self.workdir))
+        return runs
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def short(digest: str | None) -> str:
+    return digest.split(":", 1)[1][:12] if digest else "-"
+
+
+def table(title: str, report: dict[str, Any], builds: list[BuildRun]) -> str:
+    copied = {line.split(" -> ", 1)[1] for run in builds for line in run.lines("COPIED")}
+    failed = {line.split(" ", 2)[1].rstrip(":") for run in builds for line in run.lines("FAILED")}
+    rows = [("IMAGE", "STATUS", "SOURCE", "ECR BEFORE", "COPY")]
+    for image in report["images"]:
+        location = image["target"] and image["target"].split("/", 1)[1]
+        copy_state = "-"
+        if image["build"]:
+            copy_state = (
+                "copied"
+                if any(c.endswith(location) for c in copied)
+                else ("FAILED" if any(f.endswith(location) for f in failed) else "started")
+            )
+        rows.append(
+            (image["source"], image["status"], short(image["sourceDigest"]), short(image["targetDigest"]), copy_state)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [title, "-" * len(title)]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    s = report["summary"]
+    lines.append(
+        f"{s['total']} images: {s['unchanged']} unchanged, {s['changed']} changed, {s['missing']} missing, "
+        f"{s['failed']} failed, {s['invalid']} invalid; {s['buildsStarted']} build(s) started; Docker Hub pulls "
+        f"remaining: {report['rateLimit'].get('docker.io', {}).get('remaining', 'n/a')}"
+    )
+    return "\n".join(lines)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".sandbox", help="state and reports (wiped at start)")
+    args = parser.parse_args(argv)
+    workdir: Path = args.workdir.resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    (workdir / "reports").mkdir(parents=True)
+    signal.signal(signal.SIGTERM, _terminate)
+
+    sandbox = Sandbox(workdir)
+    scheduled = json.loads((ROOT / "events" / "scheduled.json").read_text())
+    try:
+        print("starting: token endpoint, upstream registry (Bearer), ECR registry (Basic), moto server ...")
+        started = time.monotonic()
+        sandbox.start()
+        for number, (repository, tag, kind) in enumerate(SAMPLES):
+            sandbox.seed(repository, tag, kind, f"sample-{number}-v1")
+        sandbox.prepare_aws()
+        print(f"ready in {time.monotonic() - started:.1f}s; upstream seeded with {len(SAMPLES)} images\n")
+
+        steps = [
+            ("run 1: the first nightly run finds nothing in ECR", None),
+            (f"run 2: {CHANGED} changed upstream", CHANGED),
+            ("run 3: nothing left to copy", None),
+        ]
+        for number, (title, change) in enumerate(steps, 1):
+            if change:
+                repository, tag, kind = next(s for s in SAMPLES if s[0] == change)
+                sandbox.seed(repository, tag, kind, "sample-changed-v2")
+            report = sandbox.invoke(scheduled)
+            builds = sandbox.run_builds()
+            (workdir / "reports" / f"run-{number}.json").write_text(json.dumps(report, indent=1))
+            (workdir / "reports" / f"run-{number}-builds.json").write_text(
+                json.dumps([{"returncode": b.returncode, "output": b.output} for b in builds], indent=1)
+            )
+            print(table(title, report, builds) + "\n")
+            if any(b.returncode for b in builds):
+                print("a build failed; its output is in", workdir / "reports" / f"run-{number}-builds.json")
+                return 1
+        print(
+            f"reports: {workdir / 'reports'} (run-N.json: the function's report; run-N-builds.json: the copy's "
+            "output; function.log: the function's JSON logs and metrics)"
+        )
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping everything")
+        return 130
+    finally:
+        sandbox.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""`make sandbox` runs the main job end to end; its outcome is read from the reports, not the printed text."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_sandbox(workdir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devtools.sandbox", "--workdir", str(workdir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))},
+    )
+
+
+def report(workdir: Path, number: int) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((workdir / "reports" / f"run-{number}.json").read_text())
+    return data
+
+
+def statuses(data: dict[str, Any]) -> dict[str, str]:
+    return {i["source"]: i["status"] for i in data["images"]}
+
+
+def processes_under(workdir: Path) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", str(workdir)], capture_output=True, text=True, check=False).stdout
+    return [line for line in found.splitlines() if "pgrep" not in line]
+
+
+def test_sandbox_mirrors_then_copies_the_change_then_rests_and_runs_again_cleanly(tmp_path: Path) -> None:
+    workdir = tmp_path / "sandbox"
+    for attempt in (1, 2):  # the second run starts from scratch just as cleanly
+        done = run_sandbox(workdir)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+        first, second, third = (report(workdir, n) for n in (1, 2, 3))
+        assert set(statuses(first).values()) == {"missing"}
+        assert first["summary"]["buildsStarted"] == 1
+        assert statuses(second) == {
+            "docker.io/library/nginx:1.27": "changed",
+            "docker.io/library/alpine:3.20": "unchanged",
+            "docker.io/library/amazonlinux:2023": "unchanged",
+            "docker.io/bitnami/redis:7.4": "unchanged",
+        }
+        assert set(statuses(third).values()) == {"unchanged"}
+        assert third["summary"]["buildsStarted"] == 0
+        # What run 1 copied is what run 2 found in ECR; run 2's new nginx is what run 3 found.
+        for image in second["images"]:
+            if image["status"] == "unchanged":
+                assert image["targetDigest"] == next(
+                    i["sourceDigest"] for i in first["images"] if i["source"] == image["source"]
+                )
+        nginx = next(i for i in third["images"] if "nginx" in i["source"])
+        assert nginx["targetDigest"] == next(i for i in second["images"] if "nginx" in i["source"])["sourceDigest"]
+        builds = json.loads((workdir / "reports" / "run-1-builds.json").read_text())
+        assert [b["returncode"] for b in builds] == [0]
+        assert "4 copied, 0 failed" in builds[0]["output"]
+        assert "run 2: library/nginx changed upstream" in done.stdout, attempt
+        assert processes_under(workdir) == []
+
+
+def test_sandbox_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    workdir = tmp_path / "sandbox"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devtools.sandbox", "--workdir", str(workdir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))},
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("ready"):
+            break
+    assert processes_under(workdir), "the registries should be running"
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0]
+
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    assert processes_under(workdir) == []
