@@ -8,6 +8,7 @@ import http.client
 import json
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -356,6 +357,34 @@ def answer(status: int, headers: dict[str, str] | None = None, body: bytes = b""
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(body)
+        return True
+
+    return fault
+
+
+def reset(*, times: int | None = None) -> Fault:
+    """Close the connection with a TCP reset instead of answering."""
+    left = [times]
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        if left[0] is not None:
+            if left[0] <= 0:
+                return False
+            left[0] -= 1
+        h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        h.connection.close()
+        h.close_connection = True
+        return True
+
+    return fault
+
+
+def hang(seconds: float = 15.0) -> Fault:
+    """Accept the request and never answer (for `seconds`, so the test's threads still end)."""
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        time.sleep(seconds)
+        h.close_connection = True
         return True
 
     return fault

@@ -375,7 +375,9 @@ class RegistryClient:
     def _request_timeout(self, last: RegistryError | None, what: str) -> float:
         left = self._remaining() - self.DEADLINE_MARGIN
         if left < 0.2:
-            raise DeadlineError(f"{what}: no time left before the function's deadline") from last
+            if last is not None:
+                raise last  # what went wrong, rather than the deadline it ran into
+            raise DeadlineError(f"{what}: no time left before the function's deadline")
         return min(self._timeout, left)
 
     def _wait_before_retry(self, attempt: int, last: RegistryError) -> None:

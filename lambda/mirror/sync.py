@@ -18,7 +18,7 @@ from .ecr import aws_error, ensure_repositories, registry_auth
 from .imagelist import Entry, check_entries, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Plan, Status, batches, plan
 from .references import DOCKER_HUB
-from .registry import Credential, NotFoundError, RegistryClient, RegistryError
+from .registry import Credential, DeadlineError, NotFoundError, RegistryClient, RegistryError
 from .settings import Settings
 
 #: seconds kept back from the checks for creating repositories, starting builds and reporting
@@ -107,24 +107,30 @@ def check_images(
     def check(entry: Entry) -> Check:
         assert entry.source is not None
         assert entry.target is not None
-        if remaining_seconds() < 0.5:
-            return Check(error="deadline: not checked before the function's deadline")
         source_digest: str | None = entry.source.digest
         error: str | None = None
-        if source_digest is None:
-            try:
-                source_digest = client.manifest_digest(
-                    entry.source.registry, entry.source.repository, entry.source.reference
-                )
-            except RegistryError as e:
-                error = f"source {e}"
-        target_digest: str | None = None
         try:
-            target_digest = client.manifest_digest(ecr_host, entry.target.repository, entry.target.tag)
-        except NotFoundError:
-            target_digest = None
-        except RegistryError as e:
-            error = error or f"target {e}"
+            if source_digest is None:
+                try:
+                    source_digest = client.manifest_digest(
+                        entry.source.registry, entry.source.repository, entry.source.reference
+                    )
+                except DeadlineError:
+                    raise
+                except RegistryError as e:
+                    error = f"source {e}"
+            target_digest: str | None = None
+            try:
+                target_digest = client.manifest_digest(ecr_host, entry.target.repository, entry.target.tag)
+            except NotFoundError:
+                target_digest = None
+            except DeadlineError:
+                raise
+            except RegistryError as e:
+                error = error or f"target {e}"
+        except DeadlineError:
+            # Reported, never dropped: the next run checks it again. A source error found first is the reason.
+            return Check(source_digest, None, error or "deadline: not checked before the function's deadline")
         return Check(source_digest, target_digest, error)
 
     todo = [e for e in entries if e.valid and e.duplicate_of is None]

@@ -1,0 +1,220 @@
+"""Faults injected for real, by a proxy in front of the real registry: the affected image fails with a reason a
+person understands, the others are unaffected, requests stay bounded and the run ends before the deadline."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import botocore.awsrequest
+import pytest
+
+from devtools.registries import Fault, answer, hang, reset
+from tests.integration.conftest import Mirror
+
+TOOMANY = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}'
+DEADLINE = 40.0  # the Lambda's remaining time given to each run
+FAULTS: dict[str, tuple[Fault | None, str]] = {
+    # name: (fault on the victim's manifest requests, the reason the report gives)
+    "429 with Retry-After": (answer(429, {"Retry-After": "1"}, TOOMANY), "source rate limited:"),
+    "429 without Retry-After": (answer(429, {}, TOOMANY), "source rate limited:"),
+    "429 asking to wait an hour": (answer(429, {"Retry-After": "3600"}), "source rate limited:"),
+    "500": (answer(500), "source upstream error:"),
+    "502": (answer(502), "source upstream error:"),
+    "503": (answer(503), "source upstream error:"),
+    "connection reset": (reset(), "source connection error:"),
+    "hang": (hang(20), "source timeout:"),
+    "malformed digest": (answer(200, {"Docker-Content-Digest": "sha256:not-hex"}), "source bad response:"),
+    "missing digest": (answer(200, {}), "source bad response:"),
+    "401 with wrong credentials": (answer(401, {"WWW-Authenticate": 'Basic realm="hub"'}), "source auth:"),
+    "403": (answer(403), "source auth:"),
+    "404 for the tag": (None, "source not found:"),
+}
+
+
+def run_with_fault(mirror: Mirror, fault: Fault | None) -> tuple[dict[str, Any], float, int]:
+    mirror.seed("victim", "v", tag="1")
+    mirror.seed("bystander", "b", tag="1")
+    mirror.seed_plain("other", "o", tag="1")
+    victim_tag = "1" if fault else "404"
+    if fault:
+        mirror.registries.hub.faults[f"/{mirror.image('victim')}/manifests/"] = fault
+    mirror.env["REQUEST_TIMEOUT_SECONDS"] = "2"
+    started = time.monotonic()
+    report = mirror.invoke(
+        {
+            "images": [
+                f"{mirror.image('victim')}:{victim_tag}",
+                f"{mirror.image('bystander')}:1",
+                f"quay.io/{mirror.image('other')}:1",
+            ]
+        },
+        timeout=DEADLINE,
+    )
+    victim_requests = sum(1 for _, p in mirror.hub_requests() if f"/{mirror.image('victim')}/manifests/" in p)
+    return report, time.monotonic() - started, victim_requests
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_fault_fails_only_the_affected_image_with_a_clear_reason(mirror: Mirror, name: str) -> None:
+    fault, reason = FAULTS[name]
+
+    report, elapsed, victim_requests = run_with_fault(mirror, fault)
+
+    victim, bystander, other = report["images"]
+    assert victim["status"] == "failed"
+    assert victim["error"].startswith(reason), victim["error"]
+    assert victim["build"] is None
+    assert bystander["status"] == other["status"] == "missing"
+    assert [len(batch) for batch in mirror.mirror_images()] == [2]
+    assert victim_requests <= 8  # at most 4 attempts, each at most once re-sent with fresh credentials
+    assert elapsed < DEADLINE - 4
+    assert report["summary"]["failed"] == 1
+
+
+@pytest.mark.parametrize(
+    "fault", [answer(503, times=2), answer(429, {"Retry-After": "1"}, TOOMANY, times=1), reset(times=2)]
+)
+def test_transient_fault_within_the_retry_budget_ends_as_success(mirror: Mirror, fault: Fault) -> None:
+    report, _, victim_requests = run_with_fault(mirror, fault)
+
+    assert [i["status"] for i in report["images"]] == ["missing", "missing", "missing"]
+    assert victim_requests >= 2
+
+
+def test_failing_token_endpoint_fails_docker_hub_images_only(mirror: Mirror) -> None:
+    mirror.seed("a", "a")
+    mirror.seed_plain("other", "o", tag="1")
+    mirror.seed_ecr(f"mirror/quay.io/{mirror.image('other')}", "o", tag="1")
+    mirror.registries.tokens.fail_with = 500
+    mirror.env["REQUEST_TIMEOUT_SECONDS"] = "2"
+
+    report = mirror.invoke({"images": [mirror.image("a"), f"quay.io/{mirror.image('other')}:1"]}, timeout=DEADLINE)
+
+    hub_image, other = report["images"]
+    assert hub_image["status"] == "failed"
+    assert hub_image["error"].startswith("source upstream error: token for docker.io")
+    assert other["status"] == "unchanged"
+
+
+def test_token_endpoint_refusing_credentials_is_an_auth_failure(mirror: Mirror) -> None:
+    mirror.seed("a", "a")
+    arn = mirror.session.client("secretsmanager").create_secret(
+        Name="hub", SecretString=json.dumps({"username": "someone", "password": "wrong-token"})
+    )["ARN"]
+    mirror.env["DOCKERHUB_SECRET_ARN"] = arn
+
+    report = mirror.invoke({"images": [mirror.image("a")]})
+
+    (image,) = report["images"]
+    assert image["error"].startswith("source auth:")
+    assert "refused the credentials" in image["error"]
+    assert "wrong-token" not in json.dumps(report)
+
+
+def test_images_not_checked_before_the_deadline_are_reported_as_deadline(mirror: Mirror) -> None:
+    for name in ("slow", "b", "c"):
+        mirror.seed(name, name)
+    mirror.registries.hub.faults[f"/{mirror.image('slow')}/manifests/"] = hang(20)
+    mirror.env["MAX_CONCURRENCY"] = "1"
+    timeout = 9.0
+    started = time.monotonic()
+
+    report = mirror.invoke({"images": [mirror.image(n) for n in ("slow", "b", "c")]}, timeout=timeout)
+
+    assert time.monotonic() - started < timeout
+    slow, b, c = report["images"]
+    assert slow["status"] == "failed"
+    assert slow["error"].startswith("source timeout:")
+    assert [b["status"], c["status"]] == ["failed", "failed"]
+    assert b["error"] == c["error"] == "deadline: not checked before the function's deadline"
+    assert report["summary"]["total"] == 3
+
+
+# -- the AWS side ---------------------------------------------------------------------------------------------------
+
+
+def aws_error(code: str, message: str, status: int = 400) -> Any:
+    def respond(**_: Any) -> tuple[botocore.awsrequest.AWSResponse, dict[str, Any]]:
+        calls.append(code)
+        body = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return botocore.awsrequest.AWSResponse("", status, botocore.awsrequest.HTTPHeaders(), None), body
+
+    calls: list[str] = []
+    respond.calls = calls  # type: ignore[attr-defined]
+    return respond
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("AccessDeniedException", "not authorized to perform: ecr:GetAuthorizationToken"),
+        ("ThrottlingException", "Rate exceeded"),
+    ],
+)
+def test_ecr_token_refused_fails_fast_with_a_clear_error(mirror: Mirror, code: str, message: str) -> None:
+    mirror.seed("a", "a")
+    mirror.session.events.register("before-call.ecr.GetAuthorizationToken", aws_error(code, message))
+
+    with pytest.raises(Exception, match=f"cannot get an ECR authorization token: {code}"):
+        mirror.invoke({"images": [mirror.image("a")]})
+    assert mirror.builds == []
+    assert mirror.hub_requests() == []
+
+
+def test_repository_creation_denied_fails_those_images_and_builds_the_rest(mirror: Mirror) -> None:
+    mirror.seed("new", "n")
+    mirror.seed("changed", "c2")
+    repository = f"mirror/{mirror.image('changed')}"
+    mirror.session.client("ecr").create_repository(repositoryName=repository)
+    mirror.seed_ecr(repository, "c1")
+    mirror.session.events.register(
+        "before-call.ecr.CreateRepository", aws_error("AccessDeniedException", "not authorized: ecr:CreateRepository")
+    )
+
+    report = mirror.invoke({"images": [mirror.image("new"), mirror.image("changed")]})
+
+    new, changed = report["images"]
+    assert new["status"] == "failed"
+    assert new["error"].startswith(f"cannot create repository mirror/{mirror.image('new')}: AccessDeniedException")
+    assert changed["status"] == "changed"
+    assert [e["target"].rsplit("/", 1)[1] for e in mirror.mirror_images()[0]] == ["changed:latest"]
+
+
+def test_start_build_throttled_once_then_started(mirror: Mirror) -> None:
+    mirror.seed("a", "a")
+    throttled = aws_error("ThrottlingException", "Rate exceeded")
+
+    def once(**kwargs: Any) -> Any:
+        return throttled(**kwargs) if not throttled.calls else None
+
+    mirror.session.events.register("before-call.codebuild.StartBuild", once)
+
+    report = mirror.invoke({"images": [mirror.image("a")]})
+
+    assert report["images"][0]["status"] == "missing"
+    assert report["images"][0]["build"]
+    assert throttled.calls == ["ThrottlingException"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        (None, "cannot read the Docker Hub secret: ResourceNotFoundException"),
+        ("not json", "must be JSON"),
+        (json.dumps({"username": "me"}), "must be JSON"),
+        (json.dumps({"username": "me", "password": ""}), "non-empty strings"),
+    ],
+)
+def test_broken_dockerhub_secret_fails_fast(mirror: Mirror, secret: str | None, reason: str) -> None:
+    mirror.seed("a", "a")
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf"
+    if secret is not None:
+        arn = mirror.session.client("secretsmanager").create_secret(Name="hub", SecretString=secret)["ARN"]
+    mirror.env["DOCKERHUB_SECRET_ARN"] = arn
+
+    with pytest.raises(Exception, match=reason) as raised:
+        mirror.invoke({"images": [mirror.image("a")]})
+    assert secret is None or secret not in str(raised.value) or secret == "not json"
+    assert mirror.builds == []
