@@ -49,3 +49,19 @@ def run_build_phase(mirror_images: str | list[dict[str, Any]], auth_file: Path, 
             code = done.returncode
             break
     return BuildRun(code, "".join(output))
+
+
+def copy_program() -> str:
+    """The Python program of the build phase (the heredoc CodeBuild feeds to python3)."""
+    command = next(c for c in build_commands() if "<<'COPY'" in c)
+    body = command.split("<<'COPY'\n", 1)[1].rsplit("\nCOPY", 1)[0]
+    return body
+
+
+def copy_definitions() -> dict[str, Any]:
+    """The build phase's patterns and functions (everything before it reads MIRROR_IMAGES), to test them directly."""
+    program = copy_program()
+    definitions = program.split("\ntry:\n", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(definitions, "buildspec:build", "exec"), namespace)
+    return namespace
