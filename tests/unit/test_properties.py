@@ -64,7 +64,12 @@ def grammar_valid(draw: st.DrawFn) -> str:
             ]
         )
     )
-    path = "/".join(draw(st.lists(component, min_size=1, max_size=3)))
+    components = draw(st.lists(component, min_size=1, max_size=3))
+    if not host and len(components) > 1:
+        # Docker reads a first component with a dot as a registry host ("0_0.0/x" is host "0_0.0", which is
+        # invalid and refused); only unambiguous names are grammar-valid references here.
+        components[0] = components[0].replace(".", "-")
+    path = "/".join(components)
     tag = draw(st.one_of(st.just(""), st.from_regex(re.compile(r":\w[\w.-]{0,20}", re.ASCII), fullmatch=True)))
     digest = draw(st.sampled_from(["", "@sha256:" + "c" * 64]))
     return f"{host}{path}{tag}{digest}"

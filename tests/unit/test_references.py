@@ -53,6 +53,7 @@ def test_valid_references_normalise(text: str, expected: ImageRef) -> None:
         ("docker.io/Library/nginx", "lower case"),
         ("a/../b", "not valid"),
         ("../etc/passwd", "host"),
+        ("0_0.0/x", "host"),  # a dot makes the first component a registry host, as in Docker
         ("nginx:" + "t" * 129, "tag"),
         ("a" * 300, "characters"),
         ("nginx@sha256:abc", "digest"),
