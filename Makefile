@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 PY312_DIR = $(dir $(shell command -v $(PYTHON)))
 
-.PHONY: test lint template unit integration sandbox deps venv clean
+.PHONY: test lint template unit integration sandbox benchmark deps venv clean
 
 deps:
 	@scripts/install-system-deps.sh
@@ -54,6 +54,11 @@ test: deps venv lint template
 # The whole mirror on this machine: local registries, moto, the real handler and the real buildspec.
 sandbox: deps venv
 	$(VENV)/bin/python -m devtools.sandbox
+
+# Figures at scale (1,000 images; 10,000 entries): a timing pass, then a pass that also traces Python memory.
+benchmark: deps venv
+	$(VENV)/bin/python -m devtools.benchmark --no-trace 2>/dev/null | grep '^{"scenario'
+	$(VENV)/bin/python -m devtools.benchmark 2>/dev/null | grep '^{"scenario'
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit

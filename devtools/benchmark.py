@@ -1,0 +1,184 @@
+"""Figures for a sync run at scale, against the local registries and moto: `make benchmark`.
+
+Prints, for each scenario: wall time, registry requests (and per image), Docker Hub pulls used, peak Python memory
+(tracemalloc) and the process's peak RSS. Scenarios: 1,000 images already mirrored (the nightly steady state),
+1,000 images of which 100 changed (builds started), and a 10,000-entry list pinned by digest (dry run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACE = "--no-trace" not in sys.argv
+sys.path.insert(0, str(ROOT / "lambda"))
+
+from devtools.context import FakeLambdaContext  # noqa: E402
+from devtools.images import Layout, push, write_image  # noqa: E402
+from devtools.registries import (  # noqa: E402
+    ECR_ACCOUNT_HOST,
+    ECR_PASSWORD,
+    ECR_USER,
+    HubProxy,
+    Registry,
+    TokenServer,
+    push_token,
+    put_tags,
+)
+
+
+def manifest_of(layout: Layout) -> bytes:
+    hex_ = layout.digest.split(":", 1)[1]
+    return (layout.path / "blobs" / "sha256" / hex_).read_bytes()
+
+
+def measure(label: str, images: int, run: Callable[[], dict[str, Any]], hub: HubProxy) -> dict[str, Any]:
+    pulls_before = hub.pulls()
+    if TRACE:
+        tracemalloc.start()
+    started = time.perf_counter()
+    report = run()
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory() if TRACE else (0, 0)
+    if TRACE:
+        tracemalloc.stop()
+    summary = report["summary"]
+    figures = {
+        "scenario": label,
+        "images": images,
+        "seconds": round(elapsed, 2),
+        "imagesPerSecond": round(images / elapsed, 1),
+        "peakPythonMiB": round(peak / 2**20, 1),
+        "peakRssMiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "dockerHubPullsUsed": hub.pulls() - pulls_before,
+        "summary": summary,
+    }
+    print(json.dumps(figures))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--no-trace", action="store_true", help="time without tracemalloc (no Python peak figure)")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
+    import os
+
+    os.environ.update(
+        {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": "ecr-mirror",
+            "POWERTOOLS_METRICS_NAMESPACE": "EcrMirror",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+    )
+    tokens = TokenServer(workdir / "tokens")
+    upstream = Registry(workdir / "upstream", token=tokens)
+    hub = HubProxy(upstream, limit=1_000_000)
+    ecr = Registry(workdir / "ecr", basic=(ECR_USER, ECR_PASSWORD))
+    try:
+        from moto import mock_aws
+
+        old, new = write_image(workdir / "old", "old"), write_image(workdir / "new", "new")
+        repository = "bench/app"
+        push(old, f"{upstream.location}/{repository}:seed", creds=f"{tokens.username}:{tokens.password}")
+        push(new, f"{upstream.location}/{repository}:seed-new", creds=f"{tokens.username}:{tokens.password}")
+        push(old, f"{ecr.location}/mirror/{repository}:seed", creds=f"{ECR_USER}:{ECR_PASSWORD}")
+        tags = [f"t{i}" for i in range(args.images)]
+        changed = set(tags[: args.images // 10])
+        started = time.perf_counter()
+        hub_auth = {"Authorization": f"Bearer {push_token(tokens, repository)}"}
+        put_tags(
+            upstream.url,
+            repository,
+            manifest_of(old),
+            old.media_type,
+            [t for t in tags if t not in changed],
+            headers=hub_auth,
+        )
+        put_tags(upstream.url, repository, manifest_of(new), new.media_type, sorted(changed), headers=hub_auth)
+        basic = base64.b64encode(f"{ECR_USER}:{ECR_PASSWORD}".encode()).decode()
+        put_tags(
+            ecr.url,
+            f"mirror/{repository}",
+            manifest_of(old),
+            old.media_type,
+            tags,
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        print(f"seeded {args.images} tags on each side in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+        env = {
+            "CODEBUILD_PROJECT": "ecr-mirror-copy",
+            "REGISTRY_ENDPOINTS": json.dumps({"docker.io": hub.url, ECR_ACCOUNT_HOST: ecr.url}),
+        }
+        os.environ.update(env)
+        import boto3
+
+        import app
+
+        with mock_aws():
+            session = boto3.session.Session()
+            session.client("codebuild").create_project(
+                name="ecr-mirror-copy",
+                source={"type": "NO_SOURCE", "location": "none", "buildspec": "version: 0.2"},
+                artifacts={"type": "NO_ARTIFACTS"},
+                environment={
+                    "type": "LINUX_CONTAINER",
+                    "image": "aws/codebuild/standard:8.0",
+                    "computeType": "BUILD_GENERAL1_SMALL",
+                },
+                serviceRole="arn:aws:iam::123456789012:role/x",
+            )
+            app.session_factory = lambda: session
+
+            def invoke(event: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+                return lambda: app.handler(event, FakeLambdaContext(timeout_seconds=900))
+
+            unchanged_tags = [t for t in tags if t not in changed]
+            measure(
+                "1,000 images, all unchanged (steady state)" if args.images == 1000 else "all unchanged",
+                len(unchanged_tags),
+                invoke({"images": [f"{repository}:{t}" for t in unchanged_tags]}),
+                hub,
+            )
+            measure(
+                f"{args.images} images, {len(changed)} changed (builds started)",
+                args.images,
+                invoke({"images": [f"{repository}:{t}" for t in tags]}),
+                hub,
+            )
+            pinned = [f"{repository}:p{i}@{old.digest}" for i in range(args.entries)]
+            measure(
+                f"{args.entries} entries pinned by digest, dry run",
+                args.entries,
+                invoke({"images": pinned, "dryRun": True}),
+                hub,
+            )
+    finally:
+        hub.close()
+        upstream.close()
+        ecr.close()
+        tokens.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
