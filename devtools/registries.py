@@ -56,9 +56,20 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def _serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> _Server:
-    server = _Server(("127.0.0.1", port), handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name=handler.__name__).start()
+def _serve(respond: Callable[[BaseHTTPRequestHandler], None]) -> _Server:
+    """An HTTP server on a free loopback port that hands every request, whatever its method, to `respond`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            respond(self)
+
+        do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = do_GET
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name=getattr(respond, "__qualname__", "serve")).start()
     return server
 
 
@@ -105,20 +116,8 @@ class TokenServer:
         self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self._key = key
         self._x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
-        self._server = _serve(self._handler())
+        self._server = _serve(self._answer)
         self.realm = f"http://127.0.0.1:{self._server.server_port}/token"
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                owner._answer(self)
-
-        return Handler
 
     def _answer(self, h: BaseHTTPRequestHandler) -> None:
         query = parse_qs(urlsplit(h.path).query)
@@ -258,7 +257,7 @@ class HubProxy:
         self.faults: dict[str, Fault] = {}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        self._server = _serve(self._handler())
+        self._server = _serve(self._forward)
 
     @property
     def url(self) -> str:
@@ -270,24 +269,6 @@ class HubProxy:
 
     def pulls(self) -> int:
         return self.limit - self.remaining
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                owner._forward(self)
-
-            do_HEAD = do_GET
-            do_PUT = do_GET
-            do_POST = do_GET
-            do_PATCH = do_GET
-            do_DELETE = do_GET
-
-        return Handler
 
     def _forward(self, h: BaseHTTPRequestHandler) -> None:
         with self._lock:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT / "lambda"))
 
 from devtools.buildspec import BuildRun, run_build_phase  # noqa: E402
 from devtools.images import Layout, push, write_image  # noqa: E402
+from devtools.localaws import LAMBDA_ENVIRONMENT, PROJECT, create_copy_project, record_builds  # noqa: E402
 from devtools.registries import (  # noqa: E402
     ECR_ACCOUNT_HOST,
     ECR_PASSWORD,
@@ -41,7 +41,6 @@ from devtools.registries import (  # noqa: E402
     free_port,
 )
 
-PROJECT = "ecr-mirror-copy"
 BUCKET = "ecr-mirror-sandbox"
 # (repository on "Docker Hub", tag, kind of manifest): a multi-arch index among them.
 SAMPLES = [
@@ -77,13 +76,10 @@ class Sandbox:
         self.moto.start()
         self.stack.callback(self.moto.stop)
         self.environment = {
+            **LAMBDA_ENVIRONMENT,
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "sandbox",
             "AWS_SECRET_ACCESS_KEY": "sandbox",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": "ecr-mirror",
-            "POWERTOOLS_METRICS_NAMESPACE": "EcrMirror",
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "CODEBUILD_PROJECT": PROJECT,
             "IMAGE_LIST": f"s3://{BUCKET}/lists/images.yaml",
@@ -112,17 +108,7 @@ class Sandbox:
         session.client("s3").create_bucket(Bucket=BUCKET)
         images = "\n".join(f"  - {r.removeprefix('library/')}:{t}" for r, t, _ in SAMPLES)
         session.client("s3").put_object(Bucket=BUCKET, Key="lists/images.yaml", Body=f"images:\n{images}\n")
-        session.client("codebuild").create_project(
-            name=PROJECT,
-            source={"type": "NO_SOURCE", "location": "none", "buildspec": "version: 0.2"},
-            artifacts={"type": "NO_ARTIFACTS"},
-            environment={
-                "type": "LINUX_CONTAINER",
-                "image": "aws/codebuild/standard:8.0",
-                "computeType": "BUILD_GENERAL1_SMALL",
-            },
-            serviceRole="arn:aws:iam::123456789012:role/ecr-mirror-copy",
-        )
+        create_copy_project(session)
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         """The real handler, with a session that hands each StartBuild's parameters to this sandbox's CodeBuild."""
@@ -132,10 +118,7 @@ class Sandbox:
         from devtools.context import FakeLambdaContext
 
         session = boto3.session.Session()
-        session.events.register(
-            "provide-client-params.codebuild.StartBuild",
-            lambda params, **_: self.builds.append(copy.deepcopy(params)),
-        )
+        record_builds(session, self.builds)
         app.session_factory = lambda: session
         self.builds.clear()
         # The function's JSON logs and metrics go to a file, as they would go to CloudWatch.

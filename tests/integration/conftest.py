@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import uuid
@@ -17,9 +16,8 @@ from moto import mock_aws
 
 from devtools.context import FakeLambdaContext
 from devtools.images import Layout, push, write_image
+from devtools.localaws import PROJECT, create_copy_project, record_builds
 from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, Registry, TokenServer
-
-PROJECT = "ecr-mirror-copy"
 
 if not (shutil.which("docker-registry") and shutil.which("skopeo") and shutil.which("htpasswd")):
     raise RuntimeError("integration tests need docker-registry, skopeo and htpasswd (apt, see .ci/run)")
@@ -91,6 +89,12 @@ class Mirror:
         """Requests this test's namespace sent to the Docker Hub side."""
         return [(m, p) for m, p in self.registries.hub.requests if f"/{self.namespace}/" in p]
 
+    def dockerhub_secret(self, secret_string: str) -> str:
+        """Store Docker Hub credentials in (moto's) Secrets Manager and configure the function to use them."""
+        arn: str = self.session.client("secretsmanager").create_secret(Name="hub", SecretString=secret_string)["ARN"]
+        self.env["DOCKERHUB_SECRET_ARN"] = arn
+        return arn
+
     def mirror_images(self) -> list[list[dict[str, str]]]:
         """The MIRROR_IMAGES of each captured StartBuild call."""
         out = []
@@ -128,20 +132,6 @@ def mirror(registries: Registries, tmp_path: Path) -> Iterator[Mirror]:
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         m = Mirror(registries, tmp_path, f"t{uuid.uuid4().hex[:10]}", env, session=session)
-
-        def capture(params: dict[str, Any], **_: Any) -> None:
-            m.builds.append(copy.deepcopy(params))
-
-        session.events.register("provide-client-params.codebuild.StartBuild", capture)
-        session.client("codebuild").create_project(
-            name=PROJECT,
-            source={"type": "NO_SOURCE", "location": "none", "buildspec": "version: 0.2"},
-            artifacts={"type": "NO_ARTIFACTS"},
-            environment={
-                "type": "LINUX_CONTAINER",
-                "image": "aws/codebuild/standard:8.0",
-                "computeType": "BUILD_GENERAL1_SMALL",
-            },
-            serviceRole="arn:aws:iam::123456789012:role/codebuild",
-        )
+        record_builds(session, m.builds)
+        create_copy_project(session)
         yield m

@@ -100,10 +100,7 @@ def test_failing_token_endpoint_fails_docker_hub_images_only(mirror: Mirror) -> 
 
 def test_token_endpoint_refusing_credentials_is_an_auth_failure(mirror: Mirror) -> None:
     mirror.seed("a", "a")
-    arn = mirror.session.client("secretsmanager").create_secret(
-        Name="hub", SecretString=json.dumps({"username": "someone", "password": "wrong-token"})
-    )["ARN"]
-    mirror.env["DOCKERHUB_SECRET_ARN"] = arn
+    mirror.dockerhub_secret(json.dumps({"username": "someone", "password": "wrong-token"}))
 
     report = mirror.invoke({"images": [mirror.image("a")]})
 
@@ -202,19 +199,19 @@ def test_start_build_throttled_once_then_started(mirror: Mirror) -> None:
     ("secret", "reason"),
     [
         (None, "cannot read the Docker Hub secret: ResourceNotFoundException"),
-        ("not json", "must be JSON"),
-        (json.dumps({"username": "me"}), "must be JSON"),
+        ("not json s3cr3t-value", "must be JSON"),
+        (json.dumps({"username": "me", "token": "s3cr3t-value"}), "must be JSON"),
         (json.dumps({"username": "me", "password": ""}), "non-empty strings"),
     ],
 )
 def test_broken_dockerhub_secret_fails_fast(mirror: Mirror, secret: str | None, reason: str) -> None:
     mirror.seed("a", "a")
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf"
-    if secret is not None:
-        arn = mirror.session.client("secretsmanager").create_secret(Name="hub", SecretString=secret)["ARN"]
-    mirror.env["DOCKERHUB_SECRET_ARN"] = arn
+    if secret is None:
+        mirror.env["DOCKERHUB_SECRET_ARN"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf"
+    else:
+        mirror.dockerhub_secret(secret)
 
     with pytest.raises(Exception, match=reason) as raised:
         mirror.invoke({"images": [mirror.image("a")]})
-    assert secret is None or secret not in str(raised.value) or secret == "not json"
+    assert "s3cr3t-value" not in str(raised.value)
     assert mirror.builds == []

@@ -10,8 +10,9 @@ from typing import Any
 import botocore.awsrequest
 import pytest
 
+from devtools.localaws import PROJECT
 from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD
-from tests.integration.conftest import PROJECT, Mirror
+from tests.integration.conftest import Mirror
 
 ECR = ECR_ACCOUNT_HOST
 
@@ -238,10 +239,7 @@ def test_one_token_per_repository_scope(mirror: Mirror) -> None:
 def test_dockerhub_credentials_are_used_for_the_token_request(mirror: Mirror) -> None:
     mirror.seed("private", "p")
     tokens = mirror.registries.tokens
-    arn = mirror.session.client("secretsmanager").create_secret(
-        Name="dockerhub", SecretString=json.dumps({"username": tokens.username, "password": tokens.password})
-    )["ARN"]
-    mirror.env["DOCKERHUB_SECRET_ARN"] = arn
+    mirror.dockerhub_secret(json.dumps({"username": tokens.username, "password": tokens.password}))
     before = len(tokens.requests)
 
     report = mirror.invoke({"images": [mirror.image("private")]})
@@ -348,10 +346,7 @@ def test_logs_metrics_and_no_secret_anywhere(mirror: Mirror, capsys: pytest.Capt
     mirror.seed("a", "a")
     mirror.seed("b", "b")
     tokens = mirror.registries.tokens
-    arn = mirror.session.client("secretsmanager").create_secret(
-        Name="hub", SecretString=json.dumps({"username": tokens.username, "password": tokens.password})
-    )["ARN"]
-    mirror.env["DOCKERHUB_SECRET_ARN"] = arn
+    mirror.dockerhub_secret(json.dumps({"username": tokens.username, "password": tokens.password}))
     capsys.readouterr()
     import app
 
