@@ -52,8 +52,9 @@ test: deps venv lint template
 	$(VENV)/bin/pytest -q
 
 # The whole mirror on this machine: local registries, moto, the real handler and the real buildspec.
+SANDBOX_DIR ?= .sandbox
 sandbox: deps venv
-	$(VENV)/bin/python -m devtools.sandbox
+	$(VENV)/bin/python -m devtools.sandbox --workdir $(SANDBOX_DIR)
 
 # Figures at scale (1,000 images; 10,000 entries): a timing pass, then a pass that also traces Python memory.
 benchmark: deps venv

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ session_factory: Callable[[], boto3.session.Session] = boto3.session.Session
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def handler(event: dict[str, Any] | None, context: LambdaContext) -> dict[str, Any]:
     request = parse_event(event)
-    settings = Settings.from_env(os.environ)
+    settings = Settings.from_env()
     aws = Aws.from_session(session_factory())
     return run(
         request,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,7 +87,9 @@ class Settings:
     report_location: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting (from os.environ unless `env` is given); errors name the setting."""
+        env = os.environ if env is None else env
         project = env.get("CODEBUILD_PROJECT", "").strip()
         if not project:
             raise ConfigurationError("CODEBUILD_PROJECT is not set: the function cannot start builds")

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_sandbox(workdir: Path) -> subprocess.CompletedProcess[str]:
+    """The README's command, as a newcomer types it."""
     return subprocess.run(
-        [sys.executable, "-m", "devtools.sandbox", "--workdir", str(workdir)],
+        ["make", "sandbox", f"SANDBOX_DIR={workdir}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
