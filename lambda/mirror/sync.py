@@ -23,6 +23,7 @@ from .settings import Settings
 
 #: seconds kept back from the checks for creating repositories, starting builds and reporting
 RESERVE_SECONDS = 5.0
+DEADLINE_REASON = "deadline: not checked before the function's deadline"
 
 
 class InvalidEventError(ValueError):
@@ -104,34 +105,30 @@ def check_images(
 ) -> dict[int, Check]:
     """Source and target digest of each distinct valid entry, concurrently; never past the deadline."""
 
+    def lookup(side: str, host: str, repository: str, reference: str) -> tuple[str | None, str | None]:
+        """(digest, None); (None, None) for a target not in ECR yet; (None, reason) on failure. Deadline passes."""
+        try:
+            return client.manifest_digest(host, repository, reference), None
+        except DeadlineError:
+            raise
+        except NotFoundError as e:
+            return None, f"{side} {e}" if side == "source" else None
+        except RegistryError as e:
+            return None, f"{side} {e}"
+
     def check(entry: Entry) -> Check:
         assert entry.source is not None
         assert entry.target is not None
-        source_digest: str | None = entry.source.digest
-        error: str | None = None
+        source_digest, error = entry.source.digest, None
         try:
             if source_digest is None:
-                try:
-                    source_digest = client.manifest_digest(
-                        entry.source.registry, entry.source.repository, entry.source.reference
-                    )
-                except DeadlineError:
-                    raise
-                except RegistryError as e:
-                    error = f"source {e}"
-            target_digest: str | None = None
-            try:
-                target_digest = client.manifest_digest(ecr_host, entry.target.repository, entry.target.tag)
-            except NotFoundError:
-                target_digest = None
-            except DeadlineError:
-                raise
-            except RegistryError as e:
-                error = error or f"target {e}"
+                source, ref = entry.source, entry.source.reference
+                source_digest, error = lookup("source", source.registry, source.repository, ref)
+            target_digest, target_error = lookup("target", ecr_host, entry.target.repository, entry.target.tag)
         except DeadlineError:
             # Reported, never dropped: the next run checks it again. A source error found first is the reason.
-            return Check(source_digest, None, error or "deadline: not checked before the function's deadline")
-        return Check(source_digest, target_digest, error)
+            return Check(source_digest, None, error or DEADLINE_REASON)
+        return Check(source_digest, target_digest, error or target_error)
 
     todo = [e for e in entries if e.valid and e.duplicate_of is None]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="check") as pool:
