@@ -82,9 +82,6 @@ class DeadlineError(RegistryError):
     reason = "deadline"
 
 
-_RETRYABLE = (RateLimitedError, UpstreamError, RegistryTimeoutError, RegistryConnectionError)
-
-
 @dataclass(frozen=True)
 class Credential:
     username: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -309,19 +308,13 @@ def _store_report(s3: Any, location: str, report: Mapping[str, Any], log: Log) -
     """Keep the report in S3 (`<prefix>/<startedAt>-<runId>.json`); failing to store it never loses the run."""
     bucket, _, prefix = location[len("s3://") :].partition("/")
     stamp = report["startedAt"].replace(":", "").replace("+0000", "Z")
-    key = f"{prefix.strip('/') + '/' if prefix.strip('/') else ''}{stamp}-{report['runId']}.json"
+    key = "/".join(part for part in (prefix.strip("/"), f"{stamp}-{report['runId']}.json") if part)
+    where = f"s3://{bucket}/{key}"
     try:
         s3.put_object(
             Bucket=bucket, Key=key, Body=json.dumps(report, indent=1).encode(), ContentType="application/json"
         )
     except Exception as e:  # the report is still returned and logged
-        log.warning("report not stored", extra={"location": f"s3://{bucket}/{key}", "error": aws_error(e)})
+        log.warning("report not stored", extra={"location": where, "error": aws_error(e)})
     else:
-        report_location = f"s3://{bucket}/{key}"
-        log.info("report stored", extra={"location": report_location})
-
-
-def monotonic_deadline(seconds: float) -> Callable[[], float]:
-    """A remaining-time function for runs outside Lambda (the sandbox, tests)."""
-    end = time.monotonic() + seconds
-    return lambda: end - time.monotonic()
+        log.info("report stored", extra={"location": where})
