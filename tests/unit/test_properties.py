@@ -142,6 +142,7 @@ def test_buildspec_turns_tls_off_only_for_loopback() -> None:
 
 def test_the_registry_client_always_verifies_tls() -> None:
     client = RegistryClient()
-    assert client._session.verify is True
+    assert client._transport._session.verify is True
+    assert client._transport._session.trust_env is False
     assert client.base_url("docker.io") == "https://registry-1.docker.io"
     assert client.base_url("ghcr.io") == "https://ghcr.io"
