@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 from cryptography import x509
@@ -73,6 +73,10 @@ def _serve(respond: Callable[[BaseHTTPRequestHandler], None]) -> _Server:
     return server
 
 
+#: a fault injected into a server: may answer the request itself (True) or let it through (False)
+Fault = Callable[[BaseHTTPRequestHandler], bool]
+
+
 # -- token endpoint ------------------------------------------------------------------------------------------------
 
 
@@ -95,6 +99,8 @@ class TokenServer:
     expires_in: int = 300
     requests: list[TokenRequest] = field(default_factory=list)
     fail_with: int | None = None  # answer every request with this status (a failing token endpoint)
+    #: path-and-query fragment (a scope, say) -> a fault that may answer the request itself, as HubProxy's faults
+    faults: dict[str, Fault] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -120,6 +126,9 @@ class TokenServer:
         self.realm = f"http://127.0.0.1:{self._server.server_port}/token"
 
     def _answer(self, h: BaseHTTPRequestHandler) -> None:
+        for fragment, fault in list(self.faults.items()):
+            if fragment in unquote(h.path) and fault(h):
+                return
         query = parse_qs(urlsplit(h.path).query)
         user = None
         auth = h.headers.get("Authorization", "")
@@ -239,9 +248,6 @@ class Registry:
 
 
 # -- proxy ---------------------------------------------------------------------------------------------------------
-
-
-Fault = Callable[[BaseHTTPRequestHandler], bool]
 
 
 class HubProxy:
@@ -365,6 +371,111 @@ def hang(seconds: float = 15.0) -> Fault:
 
     def fault(h: BaseHTTPRequestHandler) -> bool:
         time.sleep(seconds)
+        h.close_connection = True
+        return True
+
+    return fault
+
+
+def _limited(times: int | None) -> Callable[[], bool]:
+    left = [times]
+
+    def take() -> bool:
+        if left[0] is None:
+            return True
+        if left[0] <= 0:
+            return False
+        left[0] -= 1
+        return True
+
+    return take
+
+
+def drip(body: bytes = b'{"token": "' + b"x" * 200 + b'"}', *, every: float = 0.5, headers_too: bool = False) -> Fault:
+    """Answer 200, then send one byte every `every` seconds (the headers too, with `headers_too`): each read
+    returns in time, so only a limit over the whole exchange ends it. Stops when the client hangs up."""
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Docker-Content-Digest: sha256:" + "0" * 64 + "\r\n\r\n"
+        ).encode()
+        try:
+            if headers_too:
+                for i in range(len(head)):
+                    h.wfile.write(head[i : i + 1])
+                    h.wfile.flush()
+                    time.sleep(every)
+            else:
+                h.wfile.write(head)
+            if h.command != "HEAD":
+                for i in range(len(body)):
+                    h.wfile.write(body[i : i + 1])
+                    h.wfile.flush()
+                    time.sleep(every)
+        except OSError:
+            pass
+        h.close_connection = True
+        return True
+
+    return fault
+
+
+def huge(size: int = 100 * 2**20, *, chunked: bool = False) -> Fault:
+    """Answer 200 with a body of `size` bytes (announced by Content-Length, or chunked without a length)."""
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        block = b" " * 2**16
+        try:
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            if chunked:
+                h.send_header("Transfer-Encoding", "chunked")
+            else:
+                h.send_header("Content-Length", str(size))
+            h.end_headers()
+            sent = 0
+            while sent < size:
+                piece = block[: size - sent]
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                sent += len(piece)
+            if chunked:
+                h.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the client stopped reading, as it should
+        h.close_connection = True
+        return True
+
+    return fault
+
+
+def redirect_loop() -> Fault:
+    """Redirect every request to itself."""
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        h.send_response(302)
+        h.send_header("Location", h.path)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+        return True
+
+    return fault
+
+
+def cut_off(*, times: int | None = None) -> Fault:
+    """Start a chunked JSON body and close the connection mid-way (a flaky link to a token service)."""
+    take = _limited(times)
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        if not take():
+            return False
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        piece = b'{"token": "eyJhbGciOiJSUzI1NiJ9.'
+        h.wfile.write(b"%x\r\n%s\r\n" % (100, piece))
+        h.wfile.flush()
         h.close_connection = True
         return True
 

@@ -32,6 +32,7 @@ class InvalidEventError(ValueError):
 class Log(Protocol):
     def info(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
     def warning(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class MetricSink(Protocol):
@@ -100,9 +101,13 @@ def check_images(
     ecr_host: str,
     *,
     concurrency: int,
-    remaining_seconds: Callable[[], float],
+    log: Log,
 ) -> dict[int, Check]:
-    """Source and target digest of each distinct valid entry, concurrently; never past the deadline."""
+    """Source and target digest of each distinct valid entry, concurrently; never past the deadline.
+
+    This is the fault boundary of a check: below it errors are typed (`RegistryError`); whatever else one image's
+    check raises becomes that image's `failed` record, logged with its traceback, and the other images go on.
+    """
 
     def lookup(side: str, host: str, repository: str, reference: str) -> tuple[str | None, str | None]:
         """(digest, None); (None, None) for a target not in ECR yet; (None, reason) on failure. Deadline passes."""
@@ -129,9 +134,16 @@ def check_images(
             return Check(source_digest, None, error or DEADLINE_REASON)
         return Check(source_digest, target_digest, error or target_error)
 
+    def contained(entry: Entry) -> Check:
+        try:
+            return check(entry)
+        except Exception as e:
+            log.exception("internal error while checking an image", extra={"entry": entry.index + 1})
+            return Check(None, None, f"internal error: {type(e).__name__}")
+
     todo = [e for e in entries if e.valid and e.duplicate_of is None]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="check") as pool:
-        return dict(zip((e.index for e in todo), pool.map(check, todo), strict=True))
+        return dict(zip((e.index for e in todo), pool.map(contained, todo), strict=True))
 
 
 @dataclass(frozen=True)
@@ -237,9 +249,7 @@ def run(
         remaining_seconds=checks_left,
     )
     try:
-        checks = check_images(
-            entries, client, ecr_host, concurrency=settings.max_concurrency, remaining_seconds=checks_left
-        )
+        checks = check_images(entries, client, ecr_host, concurrency=settings.max_concurrency, log=log)
         result = plan(entries, checks)
         outcomes: dict[int, Outcome] = {}
         builds = 0

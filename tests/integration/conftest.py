@@ -129,6 +129,7 @@ def mirror(registries: Registries, tmp_path: Path) -> Iterator[Mirror]:
     registries.hub.remaining = registries.hub.limit
     registries.hub.faults.clear()
     registries.tokens.fail_with = None
+    registries.tokens.faults.clear()
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         m = Mirror(registries, tmp_path, f"t{uuid.uuid4().hex[:10]}", env, session=session)

@@ -4,13 +4,16 @@ person understands, the others are unaffected, requests stay bounded and the run
 from __future__ import annotations
 
 import json
+import re
 import time
+import tracemalloc
 from typing import Any
 
 import botocore.awsrequest
 import pytest
 
-from devtools.registries import Fault, answer, hang, reset
+from devtools.registries import Fault, answer, cut_off, drip, hang, huge, redirect_loop, reset
+from mirror.registry import RegistryClient
 from tests.integration.conftest import Mirror
 
 TOOMANY = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}'
@@ -30,16 +33,36 @@ FAULTS: dict[str, tuple[Fault | None, str]] = {
     "401 with wrong credentials": (answer(401, {"WWW-Authenticate": 'Basic realm="hub"'}), "source auth:"),
     "403": (answer(403), "source auth:"),
     "404 for the tag": (None, "source not found:"),
+    # requests' InvalidSchema, TooManyRedirects and a header phase with no end, contained and typed
+    "redirect to ftp://": (
+        answer(302, {"Location": "ftp://127.0.0.1/x"}),
+        r"source bad response: .*redirect to an unsupported URL \(ftp\)",
+    ),
+    "redirect loop": (redirect_loop(), "source bad response: .*more than 5 redirects"),
+    "headers sent one byte at a time": (drip(headers_too=True, every=0.5), "source timeout:"),
+}
+# Faults of the token endpoint, for the victim's scope only: the other Docker Hub image gets its token.
+TOKEN_FAULTS: dict[str, tuple[Fault, str]] = {
+    "token body cut off mid-way": (cut_off(), "source connection error: token for docker.io .*broke off"),
+    "token body sent one byte a second": (drip(every=1.0), "source timeout: token for docker.io .*in full within"),
+    "token body of 100 MiB": (huge(), "source bad response: token for docker.io .*a body of 104857600 bytes"),
+    "token body of 100 MiB, chunked": (huge(chunked=True), "source bad response: token .*more than 65536 bytes"),
+    "token redirect to ftp://": (answer(302, {"Location": "ftp://t.example"}), "source bad response: .*unsupported"),
+    "token redirect loop": (redirect_loop(), "source bad response: token .*more than 5 redirects"),
 }
 
 
-def run_with_fault(mirror: Mirror, fault: Fault | None) -> tuple[dict[str, Any], float, int]:
+def run_with_fault(
+    mirror: Mirror, fault: Fault | None, *, token_fault: Fault | None = None
+) -> tuple[dict[str, Any], float, int]:
     mirror.seed("victim", "v", tag="1")
     mirror.seed("bystander", "b", tag="1")
     mirror.seed_plain("other", "o", tag="1")
-    victim_tag = "1" if fault else "404"
+    victim_tag = "1" if fault or token_fault else "404"
     if fault:
         mirror.registries.hub.faults[f"/{mirror.image('victim')}/manifests/"] = fault
+    if token_fault:
+        mirror.registries.tokens.faults[f"repository:{mirror.image('victim')}:"] = token_fault
     mirror.env["REQUEST_TIMEOUT_SECONDS"] = "2"
     started = time.monotonic()
     report = mirror.invoke(
@@ -64,13 +87,57 @@ def test_fault_fails_only_the_affected_image_with_a_clear_reason(mirror: Mirror,
 
     victim, bystander, other = report["images"]
     assert victim["status"] == "failed"
-    assert victim["error"].startswith(reason), victim["error"]
+    assert re.match(reason, victim["error"]), victim["error"]
     assert victim["build"] is None
     assert bystander["status"] == other["status"] == "missing"
     assert [len(batch) for batch in mirror.mirror_images()] == [2]
     assert victim_requests <= 8  # at most 4 attempts, each at most once re-sent with fresh credentials
     assert elapsed < DEADLINE - 4
     assert report["summary"]["failed"] == 1
+
+
+@pytest.mark.parametrize("name", list(TOKEN_FAULTS))
+def test_token_endpoint_fault_fails_only_that_repository_and_memory_stays_flat(mirror: Mirror, name: str) -> None:
+    fault, reason = TOKEN_FAULTS[name]
+
+    tracemalloc.start()
+    try:
+        report, elapsed, _ = run_with_fault(mirror, None, token_fault=fault)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    victim, bystander, other = report["images"]
+    assert victim["status"] == "failed"
+    assert re.match(reason, victim["error"]), victim["error"]
+    assert bystander["status"] == other["status"] == "missing"
+    assert [len(batch) for batch in mirror.mirror_images()] == [2]
+    assert report["summary"] == {**report["summary"], "total": 3, "failed": 1, "missing": 2}
+    # 4 attempts of at most 2 s each and their backoff, far from the 200 s the drip would take
+    assert elapsed < DEADLINE - 4
+    assert peak < 32 * 2**20, f"peak Python memory {peak / 2**20:.0f} MiB"
+
+
+def test_an_unforeseen_error_in_one_check_is_that_images_record(
+    mirror: Mirror, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = RegistryClient.manifest_digest
+    victim = mirror.image("victim")
+
+    def buggy(self: RegistryClient, host: str, repository: str, reference: str) -> str:
+        if repository == victim:
+            raise KeyError("a bug nobody foresaw")
+        return real(self, host, repository, reference)
+
+    monkeypatch.setattr(RegistryClient, "manifest_digest", buggy)
+
+    report, _, _ = run_with_fault(mirror, None, token_fault=answer(200, times=0))
+
+    first, bystander, other = report["images"]
+    assert first["status"] == "failed"
+    assert first["error"] == "internal error: KeyError"
+    assert bystander["status"] == other["status"] == "missing"
+    assert report["summary"]["total"] == 3
 
 
 @pytest.mark.parametrize(
