@@ -74,14 +74,37 @@ def _decode(body: bytes, spec: str) -> str:
         raise ImageListError(f"the image list {spec!r} is not UTF-8 text") from None
 
 
+class _AliasRefused(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__("alias")
+        self.mark = mark
+
+
+class _ListLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: a document of a few hundred bytes whose aliases nest expands
+    exponentially when walked. Without them a document holds at most as many nodes as it has bytes (capped)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            raise _AliasRefused(self.peek_event().start_mark)
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+
 def parse_document(text: str, where: str) -> list[object]:
-    """The raw entries under `images:` of a YAML document."""
+    """The raw entries under `images:` of a YAML document (no anchors and aliases)."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_ListLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _AliasRefused as e:
+        raise ImageListError(
+            f"the image list {where!r} uses a YAML alias at line {e.mark.line + 1}: image lists may not use "
+            "anchors and aliases (write each entry out)"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise ImageListError(f"the image list {where!r} is not valid YAML{at}") from None
+    except RecursionError:
+        raise ImageListError(f"the image list {where!r} nests too deeply") from None
     if not isinstance(document, dict) or "images" not in document:
         raise ImageListError(f"the image list {where!r} must be a mapping with an 'images:' list")
     return check_entries(document["images"], where)
@@ -97,17 +120,62 @@ def check_entries(images: object, where: str) -> list[object]:
     return images
 
 
-def _shown(raw: object) -> str:
-    text = raw if isinstance(raw, str) else repr(raw)
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+def _shown(raw: object, limit: int = _SHOWN) -> str:
+    """A rejected entry as a person reads it, at most `limit` characters, built without its full representation:
+    the walk stops once the budget is spent (a nested structure's full repr can be exponentially large)."""
+    if isinstance(raw, str):
+        return raw if len(raw) <= limit else raw[:limit] + "..."
+    parts: list[str] = []
+    budget = [limit + 1]
+
+    def emit(text: str) -> None:
+        parts.append(text[: budget[0]])
+        budget[0] -= len(text)
+
+    def walk(value: object, depth: int) -> None:
+        if budget[0] <= 0:
+            return
+        if depth > 20:
+            emit("...")
+        elif isinstance(value, dict):
+            emit("{")
+            for i, (key, item) in enumerate(value.items()):
+                if budget[0] <= 0:
+                    break
+                emit(", " if i else "")
+                walk(key, depth + 1)
+                emit(": ")
+                walk(item, depth + 1)
+            emit("}")
+        elif isinstance(value, list | tuple):
+            emit("[")
+            for i, item in enumerate(value):
+                if budget[0] <= 0:
+                    break
+                emit(", " if i else "")
+                walk(item, depth + 1)
+            emit("]")
+        elif isinstance(value, str):
+            emit(repr(value[: budget[0]]))
+        elif isinstance(value, int) and value.bit_length() > 256:
+            emit(f"<integer of {value.bit_length()} bits>")
+        elif value is None or isinstance(value, bool | int | float):
+            emit(repr(value))
+        else:
+            emit(f"<{type(value).__name__}>")
+
+    walk(raw, 0)
+    text = "".join(parts)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def parse_entry(index: int, raw: object, prefix: str) -> Entry:
     """Validate one entry: a reference string, or a mapping {source: ..., target: ...}."""
     if isinstance(raw, dict):
-        unknown = sorted(str(k) for k in raw if k not in ("source", "target"))
+        unknown = [_shown(k, 40) for k in raw if k not in ("source", "target")]
         if unknown or "source" not in raw:
-            why = f"unknown keys {', '.join(unknown)}" if unknown else "no 'source'"
+            listed = ", ".join(sorted(unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            why = f"unknown keys {listed}" if unknown else "no 'source'"
             return Entry(index, _shown(raw), error=f"entry {index + 1}: {why} (expected 'source' and 'target')")
         source_raw, target_raw = raw["source"], raw.get("target")
     elif isinstance(raw, str):

@@ -70,3 +70,49 @@ def test_file_path_is_relative_to_the_package(tmp_path: Path) -> None:
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "mine.yaml").write_text(yaml.safe_dump({"images": ["alpine:3.20"]}))
     assert parse_document(load_text("lists/mine.yaml", package_dir=tmp_path), "x") == ["alpine:3.20"]
+
+
+def test_yaml_aliases_are_refused_before_they_expand() -> None:
+    # Nine levels of nine aliases: under 1 KB of text, 9**9 entries when walked.
+    lines = ["a0: &a0 [nginx, nginx, nginx, nginx, nginx, nginx, nginx, nginx, nginx]"]
+    for level in range(1, 10):
+        refs = ", ".join([f"*a{level - 1}"] * 9)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    lines.append("images: *a9")
+    text = "\n".join(lines)
+    assert len(text) < 1024
+
+    with pytest.raises(ImageListError, match=r"uses a YAML alias at line 2: image lists may not use anchors"):
+        parse_document(text, "images.yaml")
+
+
+def test_a_document_nested_too_deeply_is_a_clear_error() -> None:
+    with pytest.raises(ImageListError, match=r"nests too deeply|not valid YAML"):
+        parse_document("images: " + "[" * 100_000 + "]" * 100_000, "images.yaml")
+
+
+def test_a_rejected_entry_is_shown_without_building_its_full_representation() -> None:
+    # One list referenced ten times per level, nine levels deep: its full repr would be 10**9 items long.
+    nested: list[object] = ["x" * 1000]
+    for _ in range(9):
+        nested = [nested] * 10
+    deep: list[object] = []
+    cursor = deep
+    for _ in range(100_000):
+        inner: list[object] = []
+        cursor.append(inner)
+        cursor = inner
+
+    wide, very_deep, big_key = parse_entries(
+        [nested, deep, {"x" * 10_000: 1, **{f"k{i}": i for i in range(1000)}, "source": "nginx"}], "mirror"
+    )
+
+    assert wide.error is not None
+    assert not wide.valid
+    assert wide.text.startswith("[[[[[[[[[['xxx")
+    assert len(wide.text) <= 203
+    assert very_deep.text.startswith("[[[[")
+    assert len(very_deep.text) <= 203
+    assert big_key.error is not None
+    assert "and 996 more" in big_key.error
+    assert len(big_key.error) < 400
