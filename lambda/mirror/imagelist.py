@@ -84,10 +84,10 @@ class _ListLoader(yaml.SafeLoader):
     """PyYAML's safe loader without aliases: a document of a few hundred bytes whose aliases nest expands
     exponentially when walked. Without them a document holds at most as many nodes as it has bytes (capped)."""
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
-            raise _AliasRefused(self.peek_event().start_mark)
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            raise _AliasRefused(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        return super().compose_node(parent, index)
 
 
 def parse_document(text: str, where: str) -> list[object]:
