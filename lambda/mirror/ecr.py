@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,40 +62,33 @@ def registry_auth(ecr: Any) -> tuple[str, Credential]:
 
 @dataclass(frozen=True)
 class RepositoryResult:
-    errors: dict[str, str]  # repository -> why it could not be created
-    created: list[str]
-    warnings: list[str]
+    error: str | None = None  # why it could not be created
+    created: bool = False
+    warning: str | None = None
 
 
-def ensure_repositories(ecr: Any, repositories: Iterable[str]) -> RepositoryResult:
-    """Create the repositories that do not exist yet: scan on push, encrypted, MUTABLE tags, untagged expiry.
+def ensure_repository(ecr: Any, name: str) -> RepositoryResult:
+    """Create the repository unless it exists: scan on push, encrypted, MUTABLE tags, untagged expiry.
 
     Tags must stay MUTABLE: a mirror re-pushes moving tags (`latest`, `1.27`).
     """
-    errors: dict[str, str] = {}
-    created: list[str] = []
-    warnings: list[str] = []
-    for name in sorted(set(repositories)):
-        try:
-            ecr.create_repository(
-                repositoryName=name,
-                imageTagMutability="MUTABLE",
-                imageScanningConfiguration={"scanOnPush": True},
-                encryptionConfiguration={"encryptionType": "AES256"},
-                tags=[MANAGED_BY_TAG],
-            )
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "RepositoryAlreadyExistsException":
-                continue
-            errors[name] = f"cannot create repository {name}: {aws_error(e)}"
-            continue
-        except BotoCoreError as e:
-            errors[name] = f"cannot create repository {name}: {aws_error(e)}"
-            continue
-        created.append(name)
-        try:
-            ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=LIFECYCLE_POLICY)
-        except (ClientError, BotoCoreError) as e:
-            # The copy still works; the untagged expiry is missing, which the log says.
-            warnings.append(f"lifecycle policy not set on {name}: {aws_error(e)}")
-    return RepositoryResult(errors, created, warnings)
+    try:
+        ecr.create_repository(
+            repositoryName=name,
+            imageTagMutability="MUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+            encryptionConfiguration={"encryptionType": "AES256"},
+            tags=[MANAGED_BY_TAG],
+        )
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "RepositoryAlreadyExistsException":
+            return RepositoryResult()
+        return RepositoryResult(error=f"cannot create repository {name}: {aws_error(e)}")
+    except BotoCoreError as e:
+        return RepositoryResult(error=f"cannot create repository {name}: {aws_error(e)}")
+    try:
+        ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=LIFECYCLE_POLICY)
+    except (ClientError, BotoCoreError) as e:
+        # The copy still works; the untagged expiry is missing, which the log says.
+        return RepositoryResult(created=True, warning=f"lifecycle policy not set on {name}: {aws_error(e)}")
+    return RepositoryResult(created=True)

@@ -20,11 +20,15 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class Check:
-    """What was learnt of one image: its source digest, its target digest (None: missing) or why it failed."""
+    """What was learnt of one image: its source digest, its target digest (None: missing) or why it failed.
+
+    `complete` is False when the deadline cut the check short: the next run checks that entry first.
+    """
 
     source_digest: str | None = None
     target_digest: str | None = None
     error: str | None = None
+    complete: bool = True
 
 
 @dataclass(frozen=True)

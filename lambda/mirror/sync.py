@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import math
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,18 +13,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import report as reports
 from .codebuild import BuildStartError, mirror_images, start_build
 from .dockerhub import credential as dockerhub_credential
-from .ecr import aws_error, ensure_repositories, registry_auth
+from .ecr import aws_error, ensure_repository, registry_auth
 from .imagelist import Entry, check_entries, load_text, parse_document, parse_entries
-from .planning import Check, Copy, Plan, Status, batches, plan
+from .planning import Check, Copy, Status, batches, plan
 from .references import DOCKER_HUB
 from .registry import Credential, DeadlineError, NotFoundError, RegistryClient, RegistryError
-from .settings import Settings
+from .settings import ConfigurationError, Settings
+from .state import AnotherRunError, History, Lease, Place, identity
 
-#: seconds kept back from the checks for creating repositories, starting builds and reporting
-RESERVE_SECONDS = 5.0
 DEADLINE_REASON = "deadline: not checked before the function's deadline"
+NOT_STARTED_REASON = "deadline: not started before the function's deadline"
 
 
 class InvalidEventError(ValueError):
@@ -95,6 +100,57 @@ def load_entries(request: RunRequest, settings: Settings, aws: Aws, package_dir:
     return parse_entries(images, settings.target_prefix)
 
 
+class Budget:
+    """The time a run keeps back from its checks: for reporting (in proportion to the list), and for creating
+    repositories and starting builds in proportion to what the checks have found so far, at the pace those calls
+    are seen to take. The checks stop where the rest of the run would no longer fit before the deadline."""
+
+    #: reporting: building, storing and logging the report, the check history and the lease
+    REPORT_SECONDS = 3.0
+    REPORT_SECONDS_PER_ENTRY = 0.0002
+    #: until measured: CreateRepository plus PutLifecyclePolicy, and one StartBuild (with a retry)
+    REPOSITORY_SECONDS = 0.5
+    BUILD_SECONDS = 1.5
+
+    def __init__(self, remaining_seconds: Callable[[], float], entries: int, images_per_build: int) -> None:
+        self._remaining = remaining_seconds
+        self._per_build = images_per_build
+        self._lock = threading.Lock()
+        self._repositories: set[str] = set()
+        self._copies = 0
+        self.report = self.REPORT_SECONDS + self.REPORT_SECONDS_PER_ENTRY * entries
+        self.repository_pace = self.REPOSITORY_SECONDS
+        self.build_pace = self.BUILD_SECONDS
+
+    def found(self, check: Check, repository: str) -> None:
+        """Count what one check will ask of the rest of the run."""
+        if check.error is not None or check.source_digest is None or check.source_digest == check.target_digest:
+            return
+        with self._lock:
+            self._copies += 1
+            if check.target_digest is None:
+                self._repositories.add(repository)
+
+    def reserve(self) -> float:
+        with self._lock:
+            builds = math.ceil(self._copies / self._per_build)
+            return self.report + len(self._repositories) * self.repository_pace + builds * self.build_pace
+
+    def for_checks(self) -> float:
+        return self._remaining() - self.reserve()
+
+    def left(self) -> float:
+        """Time for creating and starting, the report's share kept back."""
+        return self._remaining() - self.report
+
+    def took(self, kind: str, seconds: float) -> None:
+        with self._lock:
+            if kind == "repository":
+                self.repository_pace = max(self.repository_pace, seconds)
+            else:
+                self.build_pace = max(self.build_pace, seconds)
+
+
 def check_images(
     entries: Sequence[Entry],
     client: RegistryClient,
@@ -102,11 +158,15 @@ def check_images(
     *,
     concurrency: int,
     log: Log,
+    budget: Budget | None = None,
+    order: Callable[[Entry], float] | None = None,
 ) -> dict[int, Check]:
     """Source and target digest of each distinct valid entry, concurrently; never past the deadline.
 
-    This is the fault boundary of a check: below it errors are typed (`RegistryError`); whatever else one image's
-    check raises becomes that image's `failed` record, logged with its traceback, and the other images go on.
+    Entries are checked least recently checked first (`order`, then list order), so a list too long for one run is
+    checked in rotation. This is the fault boundary of a check: below it errors are typed (`RegistryError`);
+    whatever else one image's check raises becomes that image's `failed` record, logged with its traceback, and
+    the other images go on.
     """
 
     def lookup(side: str, host: str, repository: str, reference: str) -> tuple[str | None, str | None]:
@@ -130,9 +190,12 @@ def check_images(
                 source_digest, error = lookup("source", source.registry, source.repository, ref)
             target_digest, target_error = lookup("target", ecr_host, entry.target.repository, entry.target.tag)
         except DeadlineError:
-            # Reported, never dropped: the next run checks it again. A source error found first is the reason.
-            return Check(source_digest, None, error or DEADLINE_REASON)
-        return Check(source_digest, target_digest, error or target_error)
+            # Reported, never dropped: the next run checks it first. A source error found first is the reason.
+            return Check(source_digest, None, error or DEADLINE_REASON, complete=False)
+        result = Check(source_digest, target_digest, error or target_error)
+        if budget is not None:
+            budget.found(result, entry.target.repository)
+        return result
 
     def contained(entry: Entry) -> Check:
         try:
@@ -142,16 +205,10 @@ def check_images(
             return Check(None, None, f"internal error: {type(e).__name__}")
 
     todo = [e for e in entries if e.valid and e.duplicate_of is None]
+    if order is not None:
+        todo.sort(key=lambda e: (order(e), e.index))
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="check") as pool:
         return dict(zip((e.index for e in todo), pool.map(contained, todo), strict=True))
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one copy after planning: its build, or why it was not started."""
-
-    build: str | None = None
-    error: str | None = None
 
 
 def apply_plan(
@@ -161,60 +218,56 @@ def apply_plan(
     client: RegistryClient,
     ecr_host: str,
     log: Log,
-    remaining_seconds: Callable[[], float],
-) -> tuple[dict[int, Outcome], int]:
-    """Create missing repositories, then start builds in batches. Returns outcomes by copy and builds started."""
-    outcomes: dict[int, Outcome] = {}
-    repositories = ensure_repositories(aws.ecr, {c.target.repository for c in copies if c.status is Status.MISSING})
-    for warning in repositories.warnings:
-        log.warning(warning)
+    budget: Budget,
+) -> tuple[dict[int, tuple[str | None, str | None]], int]:
+    """Create missing repositories, then start builds in batches, each only while the rest of the run still fits
+    before the deadline. Returns (build, error) by copy, and the number of builds started."""
+    outcomes: dict[int, tuple[str | None, str | None]] = {}
+    failed: dict[str, str] = {}
+    for name in sorted({c.target.repository for c in copies if c.status is Status.MISSING}):
+        if budget.left() < budget.repository_pace:
+            failed[name] = NOT_STARTED_REASON
+            continue
+        started = time.monotonic()
+        result = ensure_repository(aws.ecr, name)
+        budget.took("repository", time.monotonic() - started)
+        if result.warning:
+            log.warning(result.warning)
+        if result.error:
+            failed[name] = result.error
     ready = []
     for c in copies:
-        if c.target.repository in repositories.errors:
-            outcomes[c.index] = Outcome(error=repositories.errors[c.target.repository])
+        if c.target.repository in failed:
+            outcomes[c.index] = (None, failed[c.target.repository])
         else:
             ready.append(c)
-    started = 0
+    builds = 0
     for batch in batches(ready, settings.images_per_build):
-        payload = mirror_images(batch, client.location, client.location(ecr_host))
-        try:
-            build_id = start_build(
-                aws.codebuild, settings.codebuild_project, payload, remaining_seconds=remaining_seconds
-            )
-        except BuildStartError as e:
-            for c in batch:
-                outcomes[c.index] = Outcome(error=str(e))
-            continue
-        started += 1
+        error: str | None = None
+        build_id: str | None = None
+        if budget.left() < budget.build_pace:
+            error = NOT_STARTED_REASON
+        else:
+            payload = mirror_images(batch, client.location, client.location(ecr_host))
+            started = time.monotonic()
+            try:
+                build_id = start_build(
+                    aws.codebuild, settings.codebuild_project, payload, remaining_seconds=budget.left
+                )
+                builds += 1
+            except BuildStartError as e:
+                error = str(e)
+            budget.took("build", time.monotonic() - started)
         for c in batch:
-            outcomes[c.index] = Outcome(build=build_id)
-    return outcomes, started
+            outcomes[c.index] = (build_id, error)
+    return outcomes, builds
 
 
-def records(
-    entries: Sequence[Entry], result: Plan, outcomes: Mapping[int, Outcome], ecr_host: str
-) -> list[dict[str, Any]]:
-    """One report record per list entry, in list order."""
-    out = []
-    for entry, decision in zip(entries, result.decisions, strict=True):
-        status, error, build = decision.status, decision.error, None
-        if decision.copy is not None and decision.copy.index in outcomes:
-            outcome = outcomes[decision.copy.index]
-            build = outcome.build
-            if outcome.error is not None:
-                status, error = Status.FAILED, outcome.error
-        out.append(
-            {
-                "source": entry.text,
-                "target": f"{ecr_host}/{entry.target}" if entry.target is not None else None,
-                "status": str(status),
-                "sourceDigest": decision.source_digest,
-                "targetDigest": decision.target_digest,
-                "build": build,
-                "error": error,
-            }
-        )
-    return out
+def _summary(images: Sequence[Mapping[str, Any]], builds: int) -> dict[str, int]:
+    counts = {str(s): 0 for s in Status}
+    for image in images:
+        counts[image["status"]] += 1
+    return {"total": len(images), **counts, "buildsStarted": builds}
 
 
 def run(
@@ -228,7 +281,11 @@ def run(
     metrics: MetricSink | None = None,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """One sync run. Configuration problems raise before anything is created; per-image problems never raise."""
+    """One sync run. Configuration problems raise before anything is created; per-image problems never raise.
+
+    With `REPORT_LOCATION` set, a lease in the bucket keeps one run at a time (a second one answers "another run is
+    in progress" and starts nothing), the whole report is stored there, and the check history beside it.
+    """
     started_at = datetime.now(UTC)
     run_id = run_id or str(uuid.uuid4())
     entries = load_entries(request, settings, aws, package_dir)
@@ -237,43 +294,111 @@ def run(
         credentials[DOCKER_HUB] = dockerhub_credential(aws.secrets, settings.dockerhub_secret_arn)
     ecr_host, ecr_credential = registry_auth(aws.ecr)
     credentials[ecr_host] = ecr_credential
+    place = Place.of(settings.report_location) if settings.report_location else None
 
-    def checks_left() -> float:
-        return remaining_seconds() - RESERVE_SECONDS
+    lease: Lease | None = None
+    if place is not None and not request.dry_run:
+        try:
+            lease = Lease.take(aws.s3, place, run_id, seconds=remaining_seconds() + 60)
+        except AnotherRunError as e:
+            log.warning("run skipped", extra={"runId": run_id, "reason": str(e)})
+            if metrics is not None:
+                from aws_lambda_powertools.metrics import MetricUnit
 
+                metrics.add_metric(name="RunsSkipped", unit=MetricUnit.Count, value=1)
+            return _skipped(run_id, request, started_at, str(e))
+        except (ClientError, BotoCoreError) as e:
+            raise ConfigurationError(f"cannot take the run lease in {settings.report_location}: {aws_error(e)}") from e
+    try:
+        return _sync(
+            request,
+            settings,
+            aws,
+            entries,
+            credentials,
+            ecr_host,
+            place,
+            remaining_seconds,
+            log,
+            metrics,
+            run_id,
+            started_at,
+        )
+    finally:
+        if lease is not None:
+            why = lease.release()
+            if why:
+                log.warning("run lease not released; it expires by itself", extra={"error": why})
+
+
+def _skipped(run_id: str, request: RunRequest, started_at: datetime, reason: str) -> dict[str, Any]:
+    return {
+        "runId": run_id,
+        "dryRun": request.dry_run,
+        "startedAt": started_at.isoformat(timespec="seconds"),
+        "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+        "skipped": reason,
+        "summary": _summary([], 0),
+        "rateLimit": {},
+        "images": [],
+    }
+
+
+def _sync(
+    request: RunRequest,
+    settings: Settings,
+    aws: Aws,
+    entries: Sequence[Entry],
+    credentials: Mapping[str, Credential],
+    ecr_host: str,
+    place: Place | None,
+    remaining_seconds: Callable[[], float],
+    log: Log,
+    metrics: MetricSink | None,
+    run_id: str,
+    started_at: datetime,
+) -> dict[str, Any]:
+    budget = Budget(remaining_seconds, len(entries), settings.images_per_build)
+    keys = {e.index: identity(str(e.source), str(e.target)) for e in entries if e.valid}
+    history: History | None = None
+    if place is not None:
+        history, warning = History.load(aws.s3, place, "event" if request.images is not None else settings.image_list)
+        if warning:
+            log.warning(warning)
     client = RegistryClient(
         endpoints=settings.registry_endpoints,
         credentials=credentials,
         timeout=settings.request_timeout,
         pool_size=settings.max_concurrency,
-        remaining_seconds=checks_left,
+        remaining_seconds=budget.for_checks,
     )
     try:
-        checks = check_images(entries, client, ecr_host, concurrency=settings.max_concurrency, log=log)
+        checks = check_images(
+            entries,
+            client,
+            ecr_host,
+            concurrency=settings.max_concurrency,
+            log=log,
+            budget=budget,
+            order=(lambda e: history.last_checked(keys[e.index])) if history is not None else None,
+        )
         result = plan(entries, checks)
-        outcomes: dict[int, Outcome] = {}
+        outcomes: dict[int, tuple[str | None, str | None]] = {}
         builds = 0
         if not request.dry_run and result.copies:
-            outcomes, builds = apply_plan(result.copies, settings, aws, client, ecr_host, log, remaining_seconds)
+            outcomes, builds = apply_plan(result.copies, settings, aws, client, ecr_host, log, budget)
         rate_limits = client.rate_limits()
         requests_sent = client.requests_sent
     finally:
         client.close()
 
-    images = records(entries, result, outcomes, ecr_host)
-    counts = {s: 0 for s in Status}
-    for image in images:
-        counts[Status(image["status"])] += 1
+    images = reports.records(entries, result, outcomes, ecr_host)
     report: dict[str, Any] = {
         "runId": run_id,
         "dryRun": request.dry_run,
         "startedAt": started_at.isoformat(timespec="seconds"),
         "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-        "summary": {
-            "total": len(images),
-            **{str(s): counts[s] for s in Status},
-            "buildsStarted": builds,
-        },
+        "summary": _summary(images, builds),
         "rateLimit": {host: {"limit": r.limit, "remaining": r.remaining} for host, r in sorted(rate_limits.items())},
         "images": images,
     }
@@ -291,9 +416,21 @@ def run(
     )
     if metrics is not None:
         _emit_metrics(metrics, report)
+    if history is not None and not request.dry_run:
+        checked = [keys[i] for i, c in checks.items() if c.complete]
+        warning = history.save(checked, keys.values(), time.time())
+        if warning:
+            log.warning(warning)
+    location: str | None = None
     if settings.report_location:
-        _store_report(aws.s3, settings.report_location, report, log)
-    return report
+        location, error = reports.store(aws.s3, settings.report_location, report)
+        if error:
+            log.warning("report not stored", extra={"location": location, "error": error})
+            location = None
+        else:
+            log.info("report stored", extra={"location": location})
+    report["reportLocation"] = location
+    return reports.fit(report)
 
 
 def _emit_metrics(metrics: MetricSink, report: Mapping[str, Any]) -> None:
@@ -312,19 +449,3 @@ def _emit_metrics(metrics: MetricSink, report: Mapping[str, Any]) -> None:
     hub = report["rateLimit"].get(DOCKER_HUB)
     if hub and hub["remaining"] is not None:
         metrics.add_metric(name="DockerHubPullsRemaining", unit=MetricUnit.Count, value=hub["remaining"])
-
-
-def _store_report(s3: Any, location: str, report: Mapping[str, Any], log: Log) -> None:
-    """Keep the report in S3 (`<prefix>/<startedAt>-<runId>.json`); failing to store it never loses the run."""
-    bucket, _, prefix = location[len("s3://") :].partition("/")
-    stamp = report["startedAt"].replace(":", "").replace("+0000", "Z")
-    key = "/".join(part for part in (prefix.strip("/"), f"{stamp}-{report['runId']}.json") if part)
-    where = f"s3://{bucket}/{key}"
-    try:
-        s3.put_object(
-            Bucket=bucket, Key=key, Body=json.dumps(report, indent=1).encode(), ContentType="application/json"
-        )
-    except Exception as e:  # the report is still returned and logged
-        log.warning("report not stored", extra={"location": where, "error": aws_error(e)})
-    else:
-        log.info("report stored", extra={"location": where})

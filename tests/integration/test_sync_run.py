@@ -336,10 +336,16 @@ def test_report_is_json_and_stored_in_s3(mirror: Mirror) -> None:
 
     report = mirror.invoke({"images": [mirror.image("nginx")]})
 
-    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket="mirror-reports")["Contents"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mirror-reports")["Contents"]]
+    (key,) = [k for k in keys if not k.startswith("reports/state/")]
     assert key.startswith("reports/")
     assert key.endswith(f"-{report['runId']}.json")
-    assert json.loads(s3.get_object(Bucket="mirror-reports", Key=key)["Body"].read()) == report
+    assert report["reportLocation"] == f"s3://mirror-reports/{key}"
+    stored = json.loads(s3.get_object(Bucket="mirror-reports", Key=key)["Body"].read())
+    assert stored == {k: v for k, v in report.items() if k != "reportLocation"}
+    # the lease is released; the check history stays beside the reports
+    (state,) = [k for k in keys if k.startswith("reports/state/")]
+    assert state.startswith("reports/state/checked-")
 
 
 def test_logs_metrics_and_no_secret_anywhere(mirror: Mirror, capsys: pytest.CaptureFixture[str]) -> None:
