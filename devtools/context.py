@@ -21,5 +21,9 @@ class FakeLambdaContext:
     def __post_init__(self) -> None:
         self._end = time.monotonic() + self.timeout_seconds
 
+    def deadline_in(self, seconds: float) -> None:
+        """Bring the deadline forward (a test's way to make a run run out of time at a chosen point)."""
+        self._end = min(self._end, time.monotonic() + seconds)
+
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._end - time.monotonic()) * 1000))

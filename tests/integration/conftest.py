@@ -89,6 +89,13 @@ class Mirror:
         """Requests this test's namespace sent to the Docker Hub side."""
         return [(m, p) for m, p in self.registries.hub.requests if f"/{self.namespace}/" in p]
 
+    def report_bucket(self, bucket: str = "mirror-reports") -> Any:
+        """A bucket for the reports and the run state, as the stack has; returns its S3 client."""
+        s3 = self.session.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        self.env["REPORT_LOCATION"] = f"s3://{bucket}/reports"
+        return s3
+
     def dockerhub_secret(self, secret_string: str) -> str:
         """Store Docker Hub credentials in (moto's) Secrets Manager and configure the function to use them."""
         arn: str = self.session.client("secretsmanager").create_secret(Name="hub", SecretString=secret_string)["ARN"]
@@ -105,14 +112,17 @@ class Mirror:
             out.append(json.loads(variable["value"]))
         return out
 
-    def invoke(self, event: dict[str, Any] | None = None, *, timeout: float = 120.0) -> dict[str, Any]:
+    def invoke(
+        self, event: dict[str, Any] | None = None, *, timeout: float = 120.0, context: FakeLambdaContext | None = None
+    ) -> dict[str, Any]:
         import app
 
         with pytest.MonkeyPatch.context() as mp:
             for key, value in self.env.items():
                 mp.setenv(key, value)
             mp.setattr(app, "session_factory", lambda: self.session)
-            report: dict[str, Any] = app.handler(event if event is not None else {}, FakeLambdaContext(timeout))
+            context = context or FakeLambdaContext(timeout)
+            report: dict[str, Any] = app.handler(event if event is not None else {}, context)
             return report
 
 
