@@ -71,12 +71,54 @@ def measure(label: str, images: int, run: Callable[[], dict[str, Any]], hub: Hub
     return figures
 
 
+BUILD_DIR = ROOT / ".aws-sam" / "build" / "MirrorFunction"
+
+
+def package_figures(build_dir: Path = BUILD_DIR, runs: int = 5) -> dict[str, Any] | None:
+    """Size of the package `sam build` made (unzipped, zipped as Lambda stores it) and the handler's import time in
+    a fresh interpreter that sees only the package (as on Lambda, where the package comes first on the path)."""
+    import os
+    import statistics
+    import subprocess
+    import zipfile
+
+    if not (build_dir / "app.py").exists():
+        return None
+    files = [p for p in build_dir.rglob("*") if p.is_file()]
+    unzipped = sum(p.stat().st_size for p in files)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "function.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in files:
+                z.write(p, p.relative_to(build_dir))
+        zipped = archive.stat().st_size
+    probe = "import time; t = time.perf_counter(); import app; print(time.perf_counter() - t)"
+    env = {**os.environ, **LAMBDA_ENVIRONMENT, "PYTHONPATH": str(build_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+    times = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-S", "-c", probe], env=env, capture_output=True, text=True, check=True, cwd=build_dir
+        )
+        times.append(float(done.stdout.strip().splitlines()[-1]))
+    return {
+        "scenario": "function package (sam build)",
+        "unzippedMiB": round(unzipped / 2**20, 1),
+        "zippedMiB": round(zipped / 2**20, 1),
+        "files": len(files),
+        "handlerImportSeconds": round(statistics.median(times), 3),
+        "importRuns": runs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--no-trace", action="store_true", help="time without tracemalloc (no Python peak figure)")
     args = parser.parse_args(argv)
+    figures = package_figures()
+    if figures is not None and not TRACE:
+        print(json.dumps(figures))
     workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
     import os
 

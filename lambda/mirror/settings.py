@@ -14,7 +14,10 @@ from .references import DOCKER_HUB, DOMAIN, ECR_REPOSITORY
 
 _PREFIX_RE = re.compile(ECR_REPOSITORY)
 _HOST_RE = re.compile(DOMAIN)
-_SECRET_ARN_RE = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+")
+# A full ARN, with the six characters Secrets Manager appends: IAM grants access to exactly that resource.
+_SECRET_ARN_RE = re.compile(
+    r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}"
+)
 _S3_LOCATION_RE = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)")
 
 
@@ -123,7 +126,9 @@ class Settings:
 
         secret = env.get("DOCKERHUB_SECRET_ARN", "").strip() or None
         if secret and not _SECRET_ARN_RE.fullmatch(secret):
-            raise ConfigurationError("DOCKERHUB_SECRET_ARN is not a Secrets Manager secret ARN")
+            raise ConfigurationError(
+                "DOCKERHUB_SECRET_ARN is not the full ARN of a Secrets Manager secret (…:secret:<name>-AbCdEf)"
+            )
 
         report = env.get("REPORT_LOCATION", "").strip() or None
         if report and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/]*)?", report):

@@ -55,7 +55,10 @@ def test_function_runtime_and_limits(cfn: dict[str, Any]) -> None:
     assert p["Runtime"] == "python3.12"
     assert p["Handler"] == "app.handler"
     assert p["Architectures"] == ["arm64"]
-    assert p["ReservedConcurrentExecutions"] == 1
+    # opt-in (a reservation fails on a new account's quota of 10); the lease keeps one run at a time
+    assert p["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
     assert p["Timeout"] == 900
     assert p["MemorySize"] >= 512
     assert p["TracingConfig"] == {"Mode": "Active"}
@@ -94,16 +97,28 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
         ),
         "StartTheCopyProjectOnly": ("codebuild:StartBuild", {"Fn::GetAtt": ["CopyProject", "Arn"]}),
         "ReadImageLists": ("s3:GetObject", {"Fn::Sub": "${MirrorBucket.Arn}/lists/*"}),
-        "WriteRunReports": ("s3:PutObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/*"}),
+        "WriteRunReportsAndState": ("s3:PutObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/*"}),
+        "ReadRunState": ("s3:GetObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/state/*"}),
+        "ReleaseRunLease": ("s3:DeleteObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/state/lease.json"}),
         "ReadImageListParameters": (
             "ssm:GetParameter",
             {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/ecr-mirror/*"},
         ),
         "TracingAllowsNoResource": (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
         "ReadDockerHubSecret": ("secretsmanager:GetSecretValue", {"Ref": "DockerHubSecretArn"}),
+        "DecryptListAndSecretWithTheNamedKey": ("kms:Decrypt", {"Ref": "KmsKeyArn"}),
     }
     got = {s["Sid"]: (s["Action"], s["Resource"]) for s in statements(role)}
     assert got == expected
+    (kms,) = [s for s in statements(role) if s["Action"] == "kms:Decrypt"]
+    assert kms["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": [
+                {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"},
+                {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+            ]
+        }
+    }
     assert all(s["Effect"] == "Allow" for s in statements(role))
     assert role["Properties"].get("ManagedPolicyArns") in (None, [])
 
@@ -127,7 +142,28 @@ def test_copy_role_may_only_push_under_the_prefix(cfn: dict[str, Any]) -> None:
             {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${TargetPrefix}/*"},
         ),
         "ReadDockerHubSecret": ("secretsmanager:GetSecretValue", {"Ref": "DockerHubSecretArn"}),
+        "DecryptSecretWithTheNamedKey": ("kms:Decrypt", {"Ref": "KmsKeyArn"}),
     }
+    (kms,) = [s for s in statements(role) if s["Action"] == "kms:Decrypt"]
+    assert kms["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-mirror/dockerhub-AbCdEf", True),
+        ("arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-mirror/dockerhub", False),  # partial ARN
+        ("ecr-mirror/dockerhub", False),
+    ],
+)
+def test_secret_parameters_take_only_full_arns(source: dict[str, Any], value: str, accepted: bool) -> None:
+    import re
+
+    pattern = source["Parameters"]["DockerHubSecretArn"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is accepted
 
 
 def test_no_wildcard_action_and_wildcard_resource_only_where_aws_allows_nothing_else(cfn: dict[str, Any]) -> None:

@@ -40,7 +40,12 @@ def test_missing_project_fails_fast() -> None:
         ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "ftp://x"})}, "not an http"),
         ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "https://x/path"})}, "without a path"),
         ({"REGISTRY_ENDPOINTS": json.dumps({"bad host!": "https://x"})}, "must map a registry host"),
-        ({"DOCKERHUB_SECRET_ARN": "my-secret"}, "secret ARN"),
+        ({"DOCKERHUB_SECRET_ARN": "my-secret"}, "full ARN of a Secrets Manager secret"),
+        # a partial ARN (no random suffix) would not match the IAM resource the template grants
+        (
+            {"DOCKERHUB_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-mirror/hub"},
+            "full ARN",
+        ),
         ({"REPORT_LOCATION": "bucket/x"}, "REPORT_LOCATION"),
     ],
 )

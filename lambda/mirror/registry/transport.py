@@ -162,11 +162,13 @@ class _Watchdog:
                 self._cond.wait(None if wake is None else max(0.01, wake - now))
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+class _Watched:
+    """Mixed into urllib3's connections: each socket they open gets a guard, attached to the current exchange."""
+
     _guard: _SocketGuard | None = None
 
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         if self._guard is not None:
             self._guard.close()
         self._guard = _SocketGuard(sock)
@@ -174,34 +176,21 @@ class _WatchedHTTPConnection(HTTPConnection):
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self._guard)
-        super().request(*args, **kwargs)
+        _attach(self._guard)  # a pooled connection, reused by a new exchange
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
     def close(self) -> None:
-        super().close()
+        super().close()  # type: ignore[misc]
         if self._guard is not None:
             self._guard.close()
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    _guard: _SocketGuard | None = None
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
 
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        if self._guard is not None:
-            self._guard.close()
-        self._guard = _SocketGuard(sock)
-        _attach(self._guard)
-        return sock
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self._guard)
-        super().request(*args, **kwargs)
-
-    def close(self) -> None:
-        super().close()
-        if self._guard is not None:
-            self._guard.close()
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
