@@ -40,6 +40,10 @@ FAULTS: dict[str, tuple[Fault | None, str]] = {
     ),
     "redirect loop": (redirect_loop(), "source bad response: .*more than 5 redirects"),
     "headers sent one byte at a time": (drip(headers_too=True, every=0.5), "source timeout:"),
+    "more headers than http.client reads": (
+        answer(200, {f"X-Filler-{i}": "x" for i in range(150)}),
+        "source connection error: .*broke off the answer",
+    ),
 }
 # Faults of the token endpoint, for the victim's scope only: the other Docker Hub image gets its token.
 TOKEN_FAULTS: dict[str, tuple[Fault, str]] = {
@@ -119,7 +123,7 @@ def test_token_endpoint_fault_fails_only_that_repository_and_memory_stays_flat(m
 
 
 def test_an_unforeseen_error_in_one_check_is_that_images_record(
-    mirror: Mirror, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    mirror: Mirror, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     real = RegistryClient.manifest_digest
     victim = mirror.image("victim")
@@ -138,6 +142,12 @@ def test_an_unforeseen_error_in_one_check_is_that_images_record(
     assert first["error"] == "internal error: KeyError"
     assert bystander["status"] == other["status"] == "missing"
     assert report["summary"]["total"] == 3
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (internal,) = [line for line in logged if line.get("message") == "internal error while checking an image"]
+    assert internal["level"] == "ERROR"
+    assert internal["entry"] == 1
+    assert "Traceback" in internal["exception"]
+    assert "a bug nobody foresaw" in internal["exception"]
 
 
 @pytest.mark.parametrize(
