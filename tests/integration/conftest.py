@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,3 +148,18 @@ def mirror(registries: Registries, tmp_path: Path) -> Iterator[Mirror]:
         record_builds(session, m.builds)
         create_copy_project(session)
         yield m
+
+
+@pytest.fixture
+def function_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The function's JSON log lines of this test (Powertools' handler keeps the stream it was created with)."""
+    import app
+
+    logs = io.StringIO()
+    handler = app.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(logs)
+    try:
+        yield lambda: [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
+    finally:
+        handler.setStream(previous)

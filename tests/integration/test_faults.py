@@ -7,6 +7,7 @@ import json
 import re
 import time
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import botocore.awsrequest
@@ -123,7 +124,7 @@ def test_token_endpoint_fault_fails_only_that_repository_and_memory_stays_flat(m
 
 
 def test_an_unforeseen_error_in_one_check_is_that_images_record(
-    mirror: Mirror, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    mirror: Mirror, monkeypatch: pytest.MonkeyPatch, function_logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
     real = RegistryClient.manifest_digest
     victim = mirror.image("victim")
@@ -142,8 +143,7 @@ def test_an_unforeseen_error_in_one_check_is_that_images_record(
     assert first["error"] == "internal error: KeyError"
     assert bystander["status"] == other["status"] == "missing"
     assert report["summary"]["total"] == 3
-    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    (internal,) = [line for line in logged if line.get("message") == "internal error while checking an image"]
+    (internal,) = [line for line in function_logs() if line.get("message") == "internal error while checking an image"]
     assert internal["level"] == "ERROR"
     assert internal["entry"] == 1
     assert "Traceback" in internal["exception"]

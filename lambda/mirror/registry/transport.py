@@ -258,6 +258,32 @@ def _host_of(url: str) -> str:
         return "?"
 
 
+_BROKEN = (
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.ProtocolError,
+    http.client.HTTPException,
+)
+
+
+def _chain(e: BaseException, depth: int = 8) -> list[BaseException]:
+    """`e` and what it wraps: requests wraps urllib3, which wraps http.client (in `args`, or as `__cause__`)."""
+    chain = [e]
+    while len(chain) < depth:
+        last = chain[-1]
+        inner = next((a for a in last.args if isinstance(a, BaseException)), None) or last.__cause__
+        if inner is None:
+            break
+        chain.append(inner)
+    return chain
+
+
+def _broken_answer(e: BaseException) -> str | None:
+    """The innermost cause's type, when `e` is an answer that broke off."""
+    chain = _chain(e)
+    return type(chain[-1]).__name__ if any(isinstance(c, _BROKEN) for c in chain) else None
+
+
 def _translate(e: BaseException, what: str, host: str, limit: float) -> RegistryError:
     """Every failure of `requests`, urllib3 and http.client, typed; the reason names the host, never a header."""
     if isinstance(e, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
@@ -268,15 +294,10 @@ def _translate(e: BaseException, what: str, host: str, limit: float) -> Registry
         return BadResponseError(f"{what}: {host}: not a usable URL ({type(e).__name__})")
     if isinstance(e, requests.exceptions.InvalidHeader | urllib3.exceptions.LocationParseError):
         return BadResponseError(f"{what}: {host}: malformed request or answer ({type(e).__name__})")
-    if isinstance(
-        e,
-        requests.exceptions.ChunkedEncodingError
-        | requests.exceptions.ContentDecodingError
-        | urllib3.exceptions.ProtocolError
-        | http.client.HTTPException,
-    ):
+    broken = _broken_answer(e)
+    if broken is not None:
         # A body cut off mid-way, a broken chunk, a malformed status line or too many headers: often a flaky link.
-        return RegistryConnectionError(f"{what}: {host} broke off the answer ({type(e).__name__})")
+        return RegistryConnectionError(f"{what}: {host} broke off the answer ({broken})")
     if isinstance(e, requests.ConnectionError | urllib3.exceptions.HTTPError | OSError):
         return RegistryConnectionError(f"{what}: {host}: {type(e).__name__}")
     if isinstance(e, requests.RequestException | ValueError):
