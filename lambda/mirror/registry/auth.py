@@ -15,6 +15,9 @@ from .transport import Transport
 
 #: the longest challenge parsed; a real one is a few hundred characters
 CHALLENGE_MAX = 4096
+#: Docker Hub's registry names its token service on another host; the only such pair trusted by default
+DOCKER_HUB_REGISTRY_HOST = "registry-1.docker.io"
+DOCKER_HUB_AUTH_HOST = "auth.docker.io"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,28 @@ class Token:
     expires_at: float
 
 
+def realm_takes_credentials(host: str, endpoint: str, realm: str) -> bool:
+    """Whether a token realm named by `host`'s registry may receive `host`'s credentials, or is refused outright.
+
+    A remote server names the realm, so it is trusted no further than the endpoint the deployment chose: plain
+    http and loopback realms only for a loopback endpoint (inside Lambda, loopback is the runtime API); credentials
+    only to a realm on the endpoint's own hostname (and, for Docker Hub reached directly, auth.docker.io). A realm
+    elsewhere is asked anonymously. Raises AuthError for a refused realm.
+    """
+    parts = urlsplit(realm)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise AuthError(f"{host}: the token realm {realm[:100]!r} is not a URL")
+    endpoint_host = (urlsplit(endpoint).hostname or "").lower()
+    realm_host = parts.hostname.lower()
+    if parts.scheme == "http" and not (is_loopback(realm_host) and is_loopback(endpoint_host)):
+        raise AuthError(f"{host}: refusing a plain-http token realm outside loopback ({realm_host[:100]})")
+    if is_loopback(realm_host) and not is_loopback(endpoint_host):
+        raise AuthError(f"{host}: refusing a loopback token realm named by a registry outside loopback")
+    if realm_host == endpoint_host:
+        return True
+    return endpoint_host == DOCKER_HUB_REGISTRY_HOST and realm_host == DOCKER_HUB_AUTH_HOST
+
+
 def fetch_token(
     transport: Transport,
     host: str,
@@ -69,13 +94,9 @@ def fetch_token(
     *,
     now: float,
 ) -> Token:
-    """GET the challenge's realm for `scope` (with Basic credentials when given); the body is read capped."""
+    """GET the challenge's realm for `scope` (with Basic credentials when given); the body is read capped.
+    The caller has vetted the realm (`realm_takes_credentials`)."""
     realm = challenge.params.get("realm", "")
-    parts = urlsplit(realm)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise AuthError(f"{host}: the token realm {realm[:100]!r} is not a URL")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise AuthError(f"{host}: refusing a plain-http token realm outside loopback ({parts.hostname[:100]})")
     params = {"scope": scope}
     if "service" in challenge.params:
         params["service"] = challenge.params["service"]

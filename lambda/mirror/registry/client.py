@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from ..references import DOCKER_HUB, is_digest
-from .auth import Challenge, Credential, Token, basic_auth, fetch_token, parse_challenge
-from .errors import AuthError, BadResponseError, NotFoundError, UpstreamError
+from .auth import Challenge, Credential, Token, basic_auth, fetch_token, parse_challenge, realm_takes_credentials
+from .errors import AuthError, BadResponseError, NotFoundError, NotFoundOrDeniedError, UpstreamError
 from .transport import RateLimit, Reply, Transport
 
 # All four, always: without them a registry answers 404 for OCI content or down-converts to a schema1 manifest
@@ -66,6 +66,8 @@ class RegistryClient:
         self._challenges: dict[str, Challenge] = {}
         self._tokens: dict[tuple[str, str], Token] = {}
         self._token_locks: dict[tuple[str, str], threading.Lock] = {}
+        #: registries whose token realm is on another host: asked without their credentials
+        self._withheld: dict[str, str] = {}
 
     @property
     def requests_sent(self) -> int:
@@ -112,6 +114,21 @@ class RegistryClient:
     def _authorized(
         self, host: str, repository: str, method: str, url: str, headers: dict[str, str], what: str
     ) -> Reply:
+        try:
+            return self._authorized_once(host, repository, method, url, headers, what)
+        except AuthError as e:
+            realm_host = self._withheld.get(host)
+            if realm_host is None:
+                raise
+            e.message += (
+                f" (the token realm is on {realm_host}, not on {host}'s endpoint, so it was asked without the "
+                f"credentials configured for {host})"
+            )
+            raise
+
+    def _authorized_once(
+        self, host: str, repository: str, method: str, url: str, headers: dict[str, str], what: str
+    ) -> Reply:
         scope = f"repository:{repository}:pull"
         for attempt in range(2):
             auth = self._auth_header(host, scope)
@@ -132,6 +149,9 @@ class RegistryClient:
                     del self._tokens[(host, scope)]
             if challenge.scheme == "basic" and host not in self._credentials:
                 raise AuthError(f"{what}: the registry requires credentials and none are configured for {host}")
+        if challenge.scheme == "bearer":
+            # Docker Hub answers 401, not 404, for a repository that does not exist (distribution#2376).
+            raise NotFoundOrDeniedError(f"{what}: HTTP 401 even with a fresh token (no such repository, or private)")
         raise AuthError(f"{what}: credentials were rejected (HTTP 401)")
 
     def _auth_header(self, host: str, scope: str) -> str | None:
@@ -153,9 +173,13 @@ class RegistryClient:
             with self._lock:
                 token = self._tokens.get((host, scope))
             if token is None or token.expires_at <= self._clock():
-                token = fetch_token(
-                    self._transport, host, challenge, scope, self._credentials.get(host), now=self._clock()
-                )
+                realm = challenge.params.get("realm", "")
+                credential = self._credentials.get(host)
+                if not realm_takes_credentials(host, self.base_url(host), realm) and credential is not None:
+                    with self._lock:
+                        self._withheld[host] = (urlsplit(realm).hostname or "?")[:100]
+                    credential = None
+                token = fetch_token(self._transport, host, challenge, scope, credential, now=self._clock())
                 with self._lock:
                     self._tokens[(host, scope)] = token
         return f"Bearer {token.value}"

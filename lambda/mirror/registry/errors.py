@@ -24,6 +24,12 @@ class AuthError(RegistryError):
     reason = "auth"
 
 
+class NotFoundOrDeniedError(AuthError):
+    """401 even with a fresh token: Docker Hub's answer for a repository that does not exist, or is private."""
+
+    reason = "not found or access denied"
+
+
 class RateLimitedError(RegistryError):
     reason = "rate limited"
 

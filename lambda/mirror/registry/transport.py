@@ -2,8 +2,8 @@
 
 `requests` bounds each socket operation, not an exchange: a server that sends one byte a second never times out,
 and a 100 MiB token body is read whole. Here a watchdog thread ends any exchange that outlives its limit by shutting
-down its socket, bodies are streamed and capped, redirects are followed by hand (bounded, http(s) only, no
-credentials to another host), and whatever `requests`, urllib3 or `http.client` raise becomes a `RegistryError`.
+down its socket, bodies are streamed and capped, redirects are never followed (a registry that points elsewhere
+must be configured there), and whatever `requests`, urllib3 or `http.client` raise becomes a `RegistryError`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ..settings import is_loopback
 from .errors import (
     BadResponseError,
     DeadlineError,
@@ -44,9 +43,7 @@ from .errors import (
 USER_AGENT = "ecr-mirror/1.0"
 #: a token answer is a few KiB; error bodies are read only for their error code
 BODY_CAP = 64 * 1024
-MAX_REDIRECTS = 5
 _CHUNK = 16 * 1024
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -408,12 +405,8 @@ class Transport:
         *,
         params: Mapping[str, str] | None = None,
         cap: int = BODY_CAP,
-        follow: Callable[[str], str | None] | None = None,
     ) -> Reply:
-        """One request with retries: 429, 5xx, timeouts and broken connections are retried, within the deadline.
-
-        `follow(url)` decides a redirect: None to follow it, else the reason it is refused.
-        """
+        """One request with retries: 429, 5xx, timeouts and broken connections are retried, within the deadline."""
         host = _host_of(url)
         last: RegistryError | None = None
         for attempt in range(self._max_attempts):
@@ -422,7 +415,7 @@ class Transport:
                 self._wait_before_retry(attempt, last)
             limit = self._request_limit(last, what)
             try:
-                reply = self._exchange(method, url, headers, params, limit, cap, what, follow)
+                reply = self._exchange(method, url, headers, params, limit, cap, what)
             except (RegistryTimeoutError, RegistryConnectionError) as e:
                 last = e
                 continue
@@ -447,37 +440,31 @@ class Transport:
         limit: float,
         cap: int,
         what: str,
-        follow: Callable[[str], str | None] | None,
     ) -> Reply:
-        """One request and its redirects, all within `limit` seconds of wall-clock time."""
+        """One request, all within `limit` seconds of wall-clock time; a redirect is refused, never followed."""
         exchange = _Exchange(time.monotonic() + limit)
         _current.exchange = exchange
         self._watchdog.watch(exchange)
         host = _host_of(url)
-        request_headers = dict(headers)
         try:
-            for hop in range(MAX_REDIRECTS + 1):
-                with self._lock:
-                    self.requests_sent += 1
-                response = self._session.request(
-                    method,
-                    url,
-                    headers=request_headers,
-                    params=params,
-                    timeout=(limit, limit),
-                    allow_redirects=False,
-                    stream=True,
-                )
-                with response:
-                    self._record_ratelimit(url, response.headers)
-                    location = response.headers.get("Location")
-                    if response.status_code in _REDIRECTS and location:
-                        url, request_headers = self._redirect(url, location, request_headers, hop, what, follow)
-                        host, params = _host_of(url), None
-                        continue
-                    body = b"" if method == "HEAD" else _read_body(response, cap, what, host)
-                    if exchange.expired:
-                        break
+            with self._lock:
+                self.requests_sent += 1
+            response = self._session.request(
+                method,
+                url,
+                headers=dict(headers),
+                params=params,
+                timeout=(limit, limit),
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                self._record_ratelimit(url, response.headers)
+                if 300 <= response.status_code < 400:
+                    where = _host_of(urljoin(url, response.headers.get("Location", "").strip()[:2048]))
+                    raise BadResponseError(f"{what}: unexpected redirect to {where} (HTTP {response.status_code})")
+                body = b"" if method == "HEAD" else _read_body(response, cap, what, host)
+                if not exchange.expired:
                     return Reply(response.status_code, CaseInsensitiveDict(response.headers), body, url)
         except RegistryError:
             if exchange.expired:
@@ -491,31 +478,6 @@ class Transport:
             self._watchdog.unwatch(exchange)
             _current.exchange = None
         raise RegistryTimeoutError(f"{what}: {host} did not answer in full within {limit:.1f}s")
-
-    @staticmethod
-    def _redirect(
-        url: str,
-        location: str,
-        headers: dict[str, str],
-        hop: int,
-        what: str,
-        follow: Callable[[str], str | None] | None,
-    ) -> tuple[str, dict[str, str]]:
-        if hop == MAX_REDIRECTS:
-            raise BadResponseError(f"{what}: more than {MAX_REDIRECTS} redirects")
-        target = urljoin(url, location.strip())
-        parts = urlsplit(target)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadResponseError(f"{what}: redirect to an unsupported URL ({parts.scheme or 'no scheme'})")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise BadResponseError(f"{what}: refusing a redirect to plain http ({parts.hostname[:100]})")
-        refused = follow(target) if follow is not None else None
-        if refused:
-            raise BadResponseError(f"{what}: {refused}")
-        if _host_of(target) != _host_of(url):
-            # A credential belongs to the host it was meant for, never to where that host points.
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        return target, headers
 
     def _request_limit(self, last: RegistryError | None, what: str) -> float:
         left = self._remaining() - self.DEADLINE_MARGIN
