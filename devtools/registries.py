@@ -101,6 +101,10 @@ class TokenServer:
     fail_with: int | None = None  # answer every request with this status (a failing token endpoint)
     #: path-and-query fragment (a scope, say) -> a fault that may answer the request itself, as HubProxy's faults
     faults: dict[str, Fault] = field(default_factory=dict)
+    #: the host name the realm is announced under (`localhost` puts it on "another host" than 127.0.0.1)
+    realm_host: str = "127.0.0.1"
+    #: whether an anonymous request gets a pull token (Docker Hub: yes, for public repositories)
+    anonymous_pull: bool = True
 
     def __post_init__(self) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -123,7 +127,7 @@ class TokenServer:
         self._key = key
         self._x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
         self._server = _serve(self._answer)
-        self.realm = f"http://127.0.0.1:{self._server.server_port}/token"
+        self.realm = f"http://{self.realm_host}:{self._server.server_port}/token"
 
     def _answer(self, h: BaseHTTPRequestHandler) -> None:
         for fragment, fault in list(self.faults.items()):
@@ -145,7 +149,11 @@ class TokenServer:
         access = []
         for scope in scopes:
             kind, name, actions = scope.split(":", 2) if scope.count(":") >= 2 else (scope, "", "")
-            allowed = [a for a in actions.split(",") if a == "pull" or (user and a in ("push", "delete"))]
+            allowed = [
+                a
+                for a in actions.split(",")
+                if (a == "pull" and (user or self.anonymous_pull)) or (user and a in ("push", "delete"))
+            ]
             access.append({"type": kind, "name": name, "actions": allowed})
         now = int(time.time())
         claims = {

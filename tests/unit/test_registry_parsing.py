@@ -6,7 +6,8 @@ import email.utils
 
 import pytest
 
-from mirror.registry import Challenge, RateLimit, parse_challenge, parse_ratelimit, parse_retry_after
+from mirror.registry import AuthError, Challenge, RateLimit, parse_challenge, parse_ratelimit, parse_retry_after
+from mirror.registry.auth import realm_takes_credentials
 
 
 @pytest.mark.parametrize(
@@ -68,3 +69,43 @@ def test_retry_after_seconds_and_date() -> None:
     assert parse_retry_after("soon") is None
     date = email.utils.formatdate(1_000_030, usegmt=True)
     assert parse_retry_after(date, now=1_000_000) == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize(
+    ("host", "endpoint", "realm", "takes_credentials"),
+    [
+        ("docker.io", "https://registry-1.docker.io", "https://auth.docker.io/token", True),
+        # Docker Hub through a pull-through mirror: the mirror is the user's choice; auth.docker.io no longer is
+        ("docker.io", "https://mirror.example.com", "https://mirror.example.com/token", True),
+        ("docker.io", "https://mirror.example.com", "https://auth.docker.io/token", False),
+        ("docker.io", "https://mirror.example.com", "https://tokens.attacker.example/token", False),
+        ("ghcr.io", "https://ghcr.io", "https://ghcr.io/token", True),
+        ("ghcr.io", "https://ghcr.io", "https://ghcr.io.attacker.example/token", False),
+        ("quay.io", "https://quay.io", "https://QUAY.IO/v2/auth", True),
+        ("local", "http://127.0.0.1:5000", "http://127.0.0.1:5001/token", True),
+        ("local", "http://127.0.0.1:5000", "http://localhost:5001/token", False),
+    ],
+)
+def test_credentials_go_only_to_realms_on_the_endpoints_host(
+    host: str, endpoint: str, realm: str, takes_credentials: bool
+) -> None:
+    assert realm_takes_credentials(host, endpoint, realm) is takes_credentials
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "realm", "reason"),
+    [
+        # a hostile registry naming the Lambda runtime API as its realm
+        ("https://evil.example", "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next", "plain-http"),
+        ("https://evil.example", "https://127.0.0.1:9001/2018-06-01/runtime/invocation/next", "loopback token realm"),
+        ("https://evil.example", "https://localhost/token", "loopback token realm"),
+        ("https://evil.example", "https://[::1]/token", "loopback token realm"),
+        ("https://evil.example", "http://evil.example/token", "plain-http"),
+        ("http://127.0.0.1:5000", "http://auth.example.com/token", "plain-http"),
+        ("https://evil.example", "ftp://evil.example/token", "not a URL"),
+        ("https://evil.example", "", "not a URL"),
+    ],
+)
+def test_realms_a_remote_server_may_not_name_are_refused(endpoint: str, realm: str, reason: str) -> None:
+    with pytest.raises(AuthError, match=reason):
+        realm_takes_credentials("evil.example", endpoint, realm)
