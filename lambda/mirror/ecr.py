@@ -60,15 +60,62 @@ def registry_auth(ecr: Any) -> tuple[str, Credential]:
     return host, Credential(user, password)
 
 
+#: the ECR resource tag that records which upstream repository a mirrored repository belongs to
+SOURCE_TAG = "mirror-source"
+
+
+def repository_arn(ecr_host: str, name: str) -> str:
+    """`<account>.dkr.ecr.<region>.amazonaws.com[.cn]` -> the repository's ARN."""
+    account, _, rest = ecr_host.partition(".dkr.ecr.")
+    region, _, domain = rest.partition(".")
+    partition = "aws-cn" if domain.endswith(".cn") else "aws"
+    return f"arn:{partition}:ecr:{region}:{account}:repository/{name}"
+
+
 @dataclass(frozen=True)
-class RepositoryResult:
-    error: str | None = None  # why it could not be created
+class Claim:
+    """The outcome of claiming a repository for one upstream before copying into it."""
+
+    error: str | None = None  # the repository could not be created or read
+    owner: str | None = None  # set when it belongs to another upstream: the recorded one
     created: bool = False
+    adopted: bool = False
     warning: str | None = None
 
 
-def ensure_repository(ecr: Any, name: str) -> RepositoryResult:
-    """Create the repository unless it exists: scan on push, encrypted, MUTABLE tags, untagged expiry.
+def _code(e: Exception) -> str | None:
+    return e.response.get("Error", {}).get("Code") if isinstance(e, ClientError) else None
+
+
+def claim_repository(ecr: Any, ecr_host: str, name: str, source: str, *, _again: bool = True) -> Claim:
+    """Make sure repository `name` exists and mirrors `source` (`docker.io/library/nginx`), before any copy.
+
+    A new repository is created recording its source (tag `mirror-source`); one without the record (made by an
+    older version, or by hand) is adopted by recording it now; one recording another source is not written.
+    """
+    arn = repository_arn(ecr_host, name)
+    try:
+        tags = ecr.list_tags_for_resource(resourceArn=arn).get("tags", [])
+    except ClientError as e:
+        if _code(e) != "RepositoryNotFoundException":
+            return Claim(error=f"cannot read the tags of repository {name}: {aws_error(e)}")
+        return _create(ecr, ecr_host, name, source, again=_again)
+    except BotoCoreError as e:
+        return Claim(error=f"cannot read the tags of repository {name}: {aws_error(e)}")
+    recorded = next((t.get("Value") for t in tags if t.get("Key") == SOURCE_TAG), None)
+    if recorded == source:
+        return Claim()
+    if recorded is not None:
+        return Claim(owner=str(recorded)[:256])
+    try:
+        ecr.tag_resource(resourceArn=arn, tags=[{"Key": SOURCE_TAG, "Value": source}])
+    except (ClientError, BotoCoreError) as e:
+        return Claim(error=f"cannot record the source of repository {name}: {aws_error(e)}")
+    return Claim(adopted=True)
+
+
+def _create(ecr: Any, ecr_host: str, name: str, source: str, *, again: bool) -> Claim:
+    """Create the repository: scan on push, encrypted, MUTABLE tags, untagged expiry, its source recorded.
 
     Tags must stay MUTABLE: a mirror re-pushes moving tags (`latest`, `1.27`).
     """
@@ -78,17 +125,17 @@ def ensure_repository(ecr: Any, name: str) -> RepositoryResult:
             imageTagMutability="MUTABLE",
             imageScanningConfiguration={"scanOnPush": True},
             encryptionConfiguration={"encryptionType": "AES256"},
-            tags=[MANAGED_BY_TAG],
+            tags=[MANAGED_BY_TAG, {"Key": SOURCE_TAG, "Value": source}],
         )
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") == "RepositoryAlreadyExistsException":
-            return RepositoryResult()
-        return RepositoryResult(error=f"cannot create repository {name}: {aws_error(e)}")
+        if _code(e) == "RepositoryAlreadyExistsException" and again:  # created meanwhile: claim it as it is
+            return claim_repository(ecr, ecr_host, name, source, _again=False)
+        return Claim(error=f"cannot create repository {name}: {aws_error(e)}")
     except BotoCoreError as e:
-        return RepositoryResult(error=f"cannot create repository {name}: {aws_error(e)}")
+        return Claim(error=f"cannot create repository {name}: {aws_error(e)}")
     try:
         ecr.put_lifecycle_policy(repositoryName=name, lifecyclePolicyText=LIFECYCLE_POLICY)
     except (ClientError, BotoCoreError) as e:
         # The copy still works; the untagged expiry is missing, which the log says.
-        return RepositoryResult(created=True, warning=f"lifecycle policy not set on {name}: {aws_error(e)}")
-    return RepositoryResult(created=True)
+        return Claim(created=True, warning=f"lifecycle policy not set on {name}: {aws_error(e)}")
+    return Claim(created=True)

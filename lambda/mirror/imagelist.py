@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -169,8 +169,9 @@ def _shown(raw: object, limit: int = _SHOWN) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def parse_entry(index: int, raw: object, prefix: str) -> Entry:
-    """Validate one entry: a reference string, or a mapping {source: ..., target: ...}."""
+def parse_entry(index: int, raw: object, prefix: str, sources: Collection[str] | None = None) -> Entry:
+    """Validate one entry: a reference string, or a mapping {source: ..., target: ...}; its registry must be one of
+    `sources` (when given)."""
     if isinstance(raw, dict):
         unknown = [_shown(k, 40) for k in raw if k not in ("source", "target")]
         if unknown or "source" not in raw:
@@ -189,6 +190,10 @@ def parse_entry(index: int, raw: object, prefix: str) -> Entry:
     shown = _shown(source_raw)
     try:
         source = parse_reference(source_raw)
+        if sources is not None and source.registry not in sources:
+            raise ReferenceError(
+                f"registry {source.registry} is not an allowed source (SOURCE_REGISTRIES: the deployment's list)"
+            )
         if target_raw is None:
             target = default_target(source, prefix)
         else:
@@ -203,13 +208,29 @@ def parse_entry(index: int, raw: object, prefix: str) -> Entry:
     return Entry(index, str(source), source=source, target=target)
 
 
-def parse_entries(images: Sequence[object], prefix: str) -> list[Entry]:
-    """Validate every entry; a second entry writing the same target is a duplicate (same source) or invalid."""
+def parse_entries(images: Sequence[object], prefix: str, sources: Collection[str] | None = None) -> list[Entry]:
+    """Validate every entry; a second entry writing the same target is a duplicate (same source) or invalid, and
+    so is one writing a repository that another entry fills from another upstream repository."""
     entries: list[Entry] = []
     by_target: dict[Target, Entry] = {}
+    by_repository: dict[str, Entry] = {}
     for index, raw in enumerate(images):
-        entry = parse_entry(index, raw, prefix)
-        if entry.target is not None:
+        entry = parse_entry(index, raw, prefix, sources)
+        if entry.target is not None and entry.source is not None:
+            owner = by_repository.setdefault(entry.target.repository, entry)
+            assert owner.source is not None
+            if owner.source.name != entry.source.name:
+                entries.append(
+                    Entry(
+                        index,
+                        entry.text,
+                        entry.source,
+                        entry.target,
+                        error=f"entry {index + 1}: target repository {entry.target.repository} is filled from "
+                        f"{owner.source.name} by entry {owner.index + 1}; a repository belongs to one upstream",
+                    )
+                )
+                continue
             first = by_target.get(entry.target)
             if first is None:
                 by_target[entry.target] = entry

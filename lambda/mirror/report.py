@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .ecr import aws_error
@@ -17,17 +18,27 @@ RESPONSE_LIMIT = 5_000_000
 KEEP_FIRST = (Status.FAILED, Status.INVALID, Status.CHANGED, Status.MISSING, Status.UNCHANGED)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one planned copy: its build, or why it was not started (`invalid`: it must never be)."""
+
+    build: str | None = None
+    error: str | None = None
+    invalid: bool = False
+
+
 def records(
-    entries: Sequence[Entry], result: Plan, outcomes: Mapping[int, tuple[str | None, str | None]], ecr_host: str
+    entries: Sequence[Entry], result: Plan, outcomes: Mapping[int, Outcome], ecr_host: str
 ) -> list[dict[str, Any]]:
-    """One report record per list entry, in list order; `outcomes` maps a copy to its (build, error)."""
+    """One report record per list entry, in list order; `outcomes` maps a copy to what became of it."""
     out = []
     for entry, decision in zip(entries, result.decisions, strict=True):
         status, error, build = decision.status, decision.error, None
         if decision.copy is not None and decision.copy.index in outcomes:
-            build, failure = outcomes[decision.copy.index]
-            if failure is not None:
-                status, error = Status.FAILED, failure
+            outcome = outcomes[decision.copy.index]
+            build = outcome.build
+            if outcome.error is not None:
+                status, error = (Status.INVALID if outcome.invalid else Status.FAILED), outcome.error
         out.append(
             {
                 "source": entry.text,

@@ -21,6 +21,18 @@ _SECRET_ARN_RE = re.compile(
 _S3_LOCATION_RE = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)")
 
 
+#: the public registries people mirror; SOURCE_REGISTRIES replaces the list (the hosts of REGISTRY_ENDPOINTS join it)
+DEFAULT_SOURCE_REGISTRIES = (
+    "docker.io",
+    "ghcr.io",
+    "quay.io",
+    "public.ecr.aws",
+    "registry.k8s.io",
+    "gcr.io",
+    "mcr.microsoft.com",
+)
+
+
 class ConfigurationError(Exception):
     """The deployment is misconfigured: the run stops before any repository is created or build started."""
 
@@ -88,6 +100,7 @@ class Settings:
     registry_endpoints: Mapping[str, str] = field(default_factory=dict)
     dockerhub_secret_arn: str | None = None
     report_location: str | None = None
+    source_registries: frozenset[str] = frozenset(DEFAULT_SOURCE_REGISTRIES)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +143,17 @@ class Settings:
                 "DOCKERHUB_SECRET_ARN is not the full ARN of a Secrets Manager secret (…:secret:<name>-AbCdEf)"
             )
 
+        sources = set(DEFAULT_SOURCE_REGISTRIES)
+        raw_sources = env.get("SOURCE_REGISTRIES", "").strip()
+        if raw_sources:
+            sources = set()
+            for host in re.split(r"[\s,]+", raw_sources):
+                if host and not _HOST_RE.fullmatch(host):
+                    raise ConfigurationError(f"SOURCE_REGISTRIES: {host[:100]!r} is not a registry host")
+                if host:
+                    sources.add(DOCKER_HUB if host.lower() == "index.docker.io" else host.lower())
+        sources |= set(endpoints)
+
         report = env.get("REPORT_LOCATION", "").strip() or None
         if report and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/]*)?", report):
             raise ConfigurationError(f"REPORT_LOCATION {report!r} is not s3://bucket[/prefix]")
@@ -143,5 +167,6 @@ class Settings:
             request_timeout=_float(env, "REQUEST_TIMEOUT_SECONDS", 10.0, 0.1, 120.0),
             registry_endpoints=endpoints,
             dockerhub_secret_arn=secret,
+            source_registries=frozenset(sources),
             report_location=report,
         )

@@ -18,11 +18,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import report as reports
 from .codebuild import BuildStartError, mirror_images, start_build
 from .dockerhub import credential as dockerhub_credential
-from .ecr import aws_error, ensure_repository, registry_auth
+from .ecr import SOURCE_TAG, aws_error, claim_repository, registry_auth
 from .imagelist import Entry, check_entries, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Status, batches, plan
 from .references import DOCKER_HUB
 from .registry import Credential, DeadlineError, NotFoundError, RegistryClient, RegistryError
+from .report import Outcome
 from .settings import ConfigurationError, Settings
 from .state import AnotherRunError, History, Lease, Place, identity
 
@@ -91,13 +92,16 @@ class Aws:
         )
 
 
-def load_entries(request: RunRequest, settings: Settings, aws: Aws, package_dir: Path) -> list[Entry]:
+def load_entries(
+    request: RunRequest, settings: Settings, aws: Aws, package_dir: Path, ecr_host: str | None = None
+) -> list[Entry]:
+    """The run's entries, validated; sources only from the deployment's registries (never this account's ECR)."""
     if request.images is not None:
         images = check_entries(request.images, "event")
     else:
         text = load_text(settings.image_list, package_dir=package_dir, s3=aws.s3, ssm=aws.ssm)
         images = parse_document(text, settings.image_list)
-    return parse_entries(images, settings.target_prefix)
+    return parse_entries(images, settings.target_prefix, settings.source_registries - {ecr_host})
 
 
 class Budget:
@@ -219,47 +223,55 @@ def apply_plan(
     ecr_host: str,
     log: Log,
     budget: Budget,
-) -> tuple[dict[int, tuple[str | None, str | None]], int]:
-    """Create missing repositories, then start builds in batches, each only while the rest of the run still fits
-    before the deadline. Returns (build, error) by copy, and the number of builds started."""
-    outcomes: dict[int, tuple[str | None, str | None]] = {}
-    failed: dict[str, str] = {}
-    for name in sorted({c.target.repository for c in copies if c.status is Status.MISSING}):
+) -> tuple[dict[int, Outcome], int]:
+    """Claim each target repository for its upstream (creating it where missing), then start builds in batches,
+    each step only while the rest of the run still fits before the deadline. A repository that belongs to another
+    upstream is never written: its copies are `invalid`. Returns what became of each copy, and the builds started.
+    """
+    outcomes: dict[int, Outcome] = {}
+    refused: dict[str, Outcome] = {}
+    sources = {c.target.repository: c.source.name for c in copies}  # one upstream per repository (the list's rule)
+    for name in sorted(sources):
         if budget.left() < budget.repository_pace:
-            failed[name] = NOT_STARTED_REASON
+            refused[name] = Outcome(error=NOT_STARTED_REASON)
             continue
         started = time.monotonic()
-        result = ensure_repository(aws.ecr, name)
+        claim = claim_repository(aws.ecr, ecr_host, name, sources[name])
         budget.took("repository", time.monotonic() - started)
-        if result.warning:
-            log.warning(result.warning)
-        if result.error:
-            failed[name] = result.error
+        if claim.warning:
+            log.warning(claim.warning)
+        if claim.adopted:
+            log.info("repository adopted", extra={"repository": name, "source": sources[name]})
+        if claim.error:
+            refused[name] = Outcome(error=claim.error)
+        elif claim.owner is not None:
+            refused[name] = Outcome(
+                error=f"target repository {name} mirrors {claim.owner} (its {SOURCE_TAG} tag), not "
+                f"{sources[name]}: a repository belongs to one upstream, so this entry is never copied",
+                invalid=True,
+            )
     ready = []
     for c in copies:
-        if c.target.repository in failed:
-            outcomes[c.index] = (None, failed[c.target.repository])
+        if c.target.repository in refused:
+            outcomes[c.index] = refused[c.target.repository]
         else:
             ready.append(c)
     builds = 0
     for batch in batches(ready, settings.images_per_build):
-        error: str | None = None
-        build_id: str | None = None
         if budget.left() < budget.build_pace:
-            error = NOT_STARTED_REASON
+            outcome = Outcome(error=NOT_STARTED_REASON)
         else:
             payload = mirror_images(batch, client.location, client.location(ecr_host))
             started = time.monotonic()
             try:
-                build_id = start_build(
-                    aws.codebuild, settings.codebuild_project, payload, remaining_seconds=budget.left
-                )
+                build = start_build(aws.codebuild, settings.codebuild_project, payload, remaining_seconds=budget.left)
+                outcome = Outcome(build=build)
                 builds += 1
             except BuildStartError as e:
-                error = str(e)
+                outcome = Outcome(error=str(e))
             budget.took("build", time.monotonic() - started)
         for c in batch:
-            outcomes[c.index] = (build_id, error)
+            outcomes[c.index] = outcome
     return outcomes, builds
 
 
@@ -288,11 +300,11 @@ def run(
     """
     started_at = datetime.now(UTC)
     run_id = run_id or str(uuid.uuid4())
-    entries = load_entries(request, settings, aws, package_dir)
+    ecr_host, ecr_credential = registry_auth(aws.ecr)
+    entries = load_entries(request, settings, aws, package_dir, ecr_host)
     credentials: dict[str, Credential] = {}
     if settings.dockerhub_secret_arn:
         credentials[DOCKER_HUB] = dockerhub_credential(aws.secrets, settings.dockerhub_secret_arn)
-    ecr_host, ecr_credential = registry_auth(aws.ecr)
     credentials[ecr_host] = ecr_credential
     place = Place.of(settings.report_location) if settings.report_location else None
 
@@ -383,7 +395,7 @@ def _sync(
             order=(lambda e: history.last_checked(keys[e.index])) if history is not None else None,
         )
         result = plan(entries, checks)
-        outcomes: dict[int, tuple[str | None, str | None]] = {}
+        outcomes: dict[int, Outcome] = {}
         builds = 0
         if not request.dry_run and result.copies:
             outcomes, builds = apply_plan(result.copies, settings, aws, client, ecr_host, log, budget)

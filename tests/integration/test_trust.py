@@ -51,3 +51,71 @@ def test_a_token_realm_on_another_host_never_receives_the_credential(
         assert "asked without the credentials configured for docker.io" in image["error"]
         assert "the token realm is on localhost" in image["error"]
     assert tokens.password not in json.dumps(report)
+
+
+def source_tag(mirror: Mirror, repository: str) -> str | None:
+    ecr = mirror.session.client("ecr")
+    arn = ecr.describe_repositories(repositoryNames=[repository])["repositories"][0]["repositoryArn"]
+    tags = ecr.list_tags_for_resource(resourceArn=arn)["tags"]
+    return next((t["Value"] for t in tags if t["Key"] == "mirror-source"), None)
+
+
+def test_an_invoker_cannot_point_a_mirrored_tag_at_another_upstream(mirror: Mirror) -> None:
+    nginx = mirror.seed("nginx", "the real one", tag="1.27")
+    payload = mirror.seed("payload", "the attacker's", tag="1")
+    mirror.invoke({"images": [f"{mirror.image('nginx')}:1.27"]})
+    repository = f"mirror/{mirror.image('nginx')}"
+    assert source_tag(mirror, repository) == f"docker.io/{mirror.image('nginx')}"
+    builds_before = len(mirror.builds)
+
+    report = mirror.invoke(
+        {
+            "images": [
+                {"source": f"{mirror.image('payload')}:1@{payload.digest}", "target": f"{repository}:1.27"},
+                {"source": f"{mirror.image('payload')}:1", "target": f"{repository}:latest"},
+            ]
+        }
+    )
+
+    for image in report["images"]:
+        assert image["status"] == "invalid"
+        assert image["build"] is None
+        assert f"target repository {repository} mirrors docker.io/{mirror.image('nginx')}" in image["error"]
+        assert "never copied" in image["error"]
+    assert len(mirror.builds) == builds_before  # checked before any build
+    assert nginx.digest != payload.digest
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "attacker.example.net/payload:1@sha256:" + "a" * 64,
+        "evil.example.net:5000/x/y:1",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/x:1",
+    ],
+    ids=["another registry, pinned", "another registry with a port", "this account's ECR"],
+)
+def test_sources_outside_the_allowed_registries_are_invalid_and_never_asked(mirror: Mirror, source: str) -> None:
+    mirror.seed("ok", "ok")
+
+    report = mirror.invoke({"images": [{"source": source, "target": "mirror/library/nginx:1.27"}, mirror.image("ok")]})
+
+    refused, ok = report["images"]
+    assert refused["status"] == "invalid"
+    assert "is not an allowed source (SOURCE_REGISTRIES" in refused["error"]
+    assert ok["status"] == "missing"
+    (batch,) = mirror.mirror_images()
+    assert [e["target"].split("/", 1)[1] for e in batch] == [f"mirror/{mirror.image('ok')}:latest"]
+
+
+def test_a_repository_without_a_recorded_source_is_adopted_by_the_first_copy(mirror: Mirror) -> None:
+    mirror.seed("legacy", "l", tag="2")
+    repository = f"mirror/{mirror.image('legacy')}"
+    mirror.session.client("ecr").create_repository(repositoryName=repository)  # by hand, or an older version
+    assert source_tag(mirror, repository) is None
+
+    report = mirror.invoke({"images": [f"{mirror.image('legacy')}:2"]})
+
+    assert report["images"][0]["status"] == "missing"
+    assert report["images"][0]["build"]
+    assert source_tag(mirror, repository) == f"docker.io/{mirror.image('legacy')}"

@@ -92,7 +92,13 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
         "WriteOwnLogs": (["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::Sub": "${MirrorFunctionLogGroup.Arn}"}),
         "EcrAuthTokenAllowsNoResource": ("ecr:GetAuthorizationToken", "*"),
         "ReadCreateConfigureMirroredRepositories": (
-            ["ecr:BatchGetImage", "ecr:CreateRepository", "ecr:PutLifecyclePolicy", "ecr:TagResource"],
+            [
+                "ecr:BatchGetImage",
+                "ecr:CreateRepository",
+                "ecr:ListTagsForResource",
+                "ecr:PutLifecyclePolicy",
+                "ecr:TagResource",
+            ],
             repositories,
         ),
         "StartTheCopyProjectOnly": ("codebuild:StartBuild", {"Fn::GetAtt": ["CopyProject", "Arn"]}),

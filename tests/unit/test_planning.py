@@ -63,11 +63,27 @@ def test_duplicates_share_one_check_and_one_copy() -> None:
 
 def test_two_sources_for_one_target_reject_the_second() -> None:
     entries = parse_entries(
-        [{"source": "nginx:1", "target": "mirror/web:1"}, {"source": "httpd:1", "target": "mirror/web:1"}], "mirror"
+        [{"source": "nginx:1", "target": "mirror/web:1"}, {"source": "nginx:2", "target": "mirror/web:1"}], "mirror"
     )
     result = plan(entries, {0: Check(A, None)})
     assert result.decisions[1].status is Status.INVALID
     assert "already written by entry 1" in (result.decisions[1].error or "")
+
+
+def test_a_repository_is_filled_from_one_upstream_repository_only() -> None:
+    entries = parse_entries(
+        [
+            {"source": "nginx:1", "target": "mirror/web:1"},
+            {"source": "httpd:2", "target": "mirror/web:2"},  # another tag, but another upstream
+            {"source": "nginx:2", "target": "mirror/web:2"},
+        ],
+        "mirror",
+    )
+    assert [e.valid for e in entries] == [True, False, True]
+    assert entries[1].error == (
+        "entry 2: target repository mirror/web is filled from docker.io/library/nginx by entry 1; "
+        "a repository belongs to one upstream"
+    )
 
 
 def test_pinned_source_keeps_its_digest() -> None:
