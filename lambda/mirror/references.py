@@ -29,9 +29,12 @@ _TAG_RE = re.compile(TAG)
 _DIGEST_RE = re.compile(DIGEST)
 _ECR_REPOSITORY_RE = re.compile(ECR_REPOSITORY)
 
-NAME_MAX = 255  # distribution's NameTotalLengthMax: registry + "/" + path
+PATH_MAX = 255  # distribution/reference v0.6 RepositoryNameTotalLengthMax: the path, without the registry
+HOST_MAX = 255
 ECR_REPOSITORY_MAX = 256
-REFERENCE_MAX = NAME_MAX + 1 + 128 + 1 + 71
+REFERENCE_MAX = HOST_MAX + 1 + PATH_MAX + 1 + 128 + 1 + 71
+# A bare 64-hex string is an image ID, not a name: upstream refuses it (ParseNormalizedNamed).
+_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 
 
 class ReferenceError(ValueError):
@@ -97,6 +100,8 @@ def parse_reference(text: object) -> ImageRef:
     A reference without tag and digest means `latest`. Raises ReferenceError with the reason.
     """
     text = _check_text(text, "image reference")
+    if _IDENTIFIER_RE.fullmatch(text):
+        raise ReferenceError("a 64-character hexadecimal string is an image ID, not a repository name")
     name_and_tag, at, digest = text.partition("@")
     if at and not is_digest(digest):
         raise ReferenceError(f"digest {digest[:80]!r} is not sha256: followed by 64 lower-case hex digits")
@@ -105,7 +110,8 @@ def parse_reference(text: object) -> ImageRef:
         raise ReferenceError(f"tag {tag[:80]!r} is not valid (letters, digits, '_', '.', '-'; at most 128)")
 
     first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
+    # As upstream's splitDockerDomain: a first component with '.' or ':', `localhost`, or upper case is a host.
+    if slash and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         registry, path = first, rest
         if not _DOMAIN_RE.fullmatch(registry):
             raise ReferenceError(f"registry host {registry[:80]!r} is not a valid host name")
@@ -126,8 +132,8 @@ def parse_reference(text: object) -> ImageRef:
             f"repository name {path[:80]!r} is not valid (lower-case letters and digits, separated by "
             "'.', '_', '__' or '-', in '/'-separated components)"
         )
-    if len(registry) + 1 + len(path) > NAME_MAX:
-        raise ReferenceError(f"name is longer than {NAME_MAX} characters")
+    if len(path) > PATH_MAX:
+        raise ReferenceError(f"repository name is longer than {PATH_MAX} characters")
     if tag is None and not at:
         tag = "latest"
     return ImageRef(registry, path, tag, digest if at else None)

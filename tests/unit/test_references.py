@@ -73,11 +73,15 @@ def test_invalid_references_are_rejected_with_reason(text: object, reason: str) 
         parse_reference(text)
 
 
-def test_name_of_exactly_255_characters_is_accepted_and_256_rejected() -> None:
-    ok = "ghcr.io/" + "a" * (255 - len("ghcr.io/"))
-    assert parse_reference(ok).repository == "a" * (255 - len("ghcr.io/"))
+def test_a_path_of_exactly_255_characters_is_accepted_and_256_rejected() -> None:
+    # distribution/reference v0.6 limits the path alone; the registry host does not count
+    ok = "ghcr.io/" + "a" * 255
+    assert parse_reference(ok).repository == "a" * 255
     with pytest.raises(ReferenceError, match="longer than 255"):
         parse_reference(ok + "b")
+    assert parse_reference("b" * 247).repository == "library/" + "b" * 247  # 255 with library/
+    with pytest.raises(ReferenceError, match="longer than 255"):
+        parse_reference("b" * 248)
 
 
 def test_reference_string_round_trips() -> None:
