@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 PY312_DIR = $(dir $(shell command -v $(PYTHON)))
 
-.PHONY: test lint template unit integration sandbox benchmark deps venv clean
+.PHONY: test lint template unit integration sandbox benchmark buildspec deps venv clean
 
 deps:
 	@scripts/install-system-deps.sh
@@ -27,9 +27,14 @@ $(STAMP): requirements-dev.txt lambda/requirements.txt
 venv: $(STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check lambda tests devtools
-	$(VENV)/bin/ruff format --check lambda tests devtools
+	$(VENV)/bin/ruff check lambda tests devtools copier
+	$(VENV)/bin/ruff format --check lambda tests devtools copier
 	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m devtools.buildspec
+
+# Embed copier/copy_images.py in template.yaml's buildspec (after changing the copy program).
+buildspec: venv
+	$(VENV)/bin/python -m devtools.buildspec --write
 
 $(SAM_VENV)/.installed:
 	$(PYTHON) -m venv $(SAM_VENV)

@@ -138,7 +138,7 @@ class Sandbox:
         runs = []
         for build in self.builds:
             (variable,) = build["environmentVariablesOverride"]
-            runs.append(run_build_phase(variable["value"], auth, cwd=self.workdir))
+            runs.append(run_build_phase(variable["value"], auth, cwd=self.workdir, ecr_registry=self.ecr.location))
         return runs
 
     def close(self) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 import requests
 
 from devtools.buildspec import run_build_phase
-from devtools.registries import ECR_PASSWORD, ECR_USER, auth_file
+from devtools.registries import ECR_PASSWORD, ECR_USER, auth_file, hang
 from mirror.registry import MANIFEST_ACCEPT
 from tests.integration.conftest import Mirror
 
@@ -43,7 +46,10 @@ def test_multi_arch_index_is_copied_with_every_digest_intact(mirror: Mirror, aut
     children = [str(c["digest"]) for c in index.manifests()]
 
     run = run_build_phase(
-        [entry(mirror, "multi", index.digest, "1"), entry(mirror, "dlist", docker_list.digest, "1")], auth, cwd=tmp_path
+        [entry(mirror, "multi", index.digest, "1"), entry(mirror, "dlist", docker_list.digest, "1")],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
     )
 
     assert run.returncode == 0, run.output
@@ -70,6 +76,7 @@ def test_entry_whose_digest_does_not_match_fails_and_the_others_are_copied(
         ],
         auth,
         cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
     )
 
     assert run.returncode != 0
@@ -102,15 +109,16 @@ def test_hostile_entries_are_refused_without_being_executed(
     valid = entry(mirror, "safe", good.digest, "1")
     marker = tmp_path / "pwned"
     text = (
-        __import__("json")
-        .dumps(hostile)
+        json.dumps(hostile)
         .replace("SRC", valid["source"])
         .replace("TGT", valid["target"])
         .replace("DIGEST", good.digest)
         .replace("MARKER", str(marker))
     )
 
-    run = run_build_phase(f"[{text}, {__import__('json').dumps(valid)}]", auth, cwd=tmp_path)
+    run = run_build_phase(
+        f"[{text}, {json.dumps(valid)}]", auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location
+    )
 
     assert not marker.exists()
     assert run.returncode != 0
@@ -121,6 +129,104 @@ def test_hostile_entries_are_refused_without_being_executed(
 
 @pytest.mark.parametrize("value", ["", "not json", '{"source": "x"}', "$(touch /tmp/x)"])
 def test_unreadable_mirror_images_fails_the_build(auth: Path, tmp_path: Path, value: str) -> None:
-    run = run_build_phase(value, auth, cwd=tmp_path)
+    run = run_build_phase(value, auth, cwd=tmp_path, ecr_registry="127.0.0.1:5000")
     assert run.returncode != 0
     assert run.lines("FAILED: MIRROR_IMAGES")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "docker.io/someuser/x:1",  # the build is logged in to Docker Hub: it must never push there
+        "evil.example.net:5000/mirror/x:1",
+        "{ecr}/other/x:1",  # this registry, outside the mirror's prefix
+        "{ecr}/mirrorx/x:1",  # a prefix is a whole path component
+        "{ecr}:444/mirror/x:1",
+    ],
+)
+def test_targets_outside_this_accounts_mirror_are_refused(
+    mirror: Mirror, auth: Path, tmp_path: Path, target: str
+) -> None:
+    good = mirror.seed("fine", "f", tag="1")
+    valid = entry(mirror, "fine", good.digest, "1")
+    hostile = dict(valid, target=target.format(ecr=mirror.registries.ecr.location))
+
+    run = run_build_phase([hostile, valid], auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location)
+
+    assert run.lines("REFUSED entry 1: target is not <this account's registry>/<the mirror's prefix>/")
+    assert len(run.lines("COPIED")) == 1
+    assert run.returncode != 0
+
+
+def test_a_source_not_pinned_by_digest_is_refused(mirror: Mirror, auth: Path, tmp_path: Path) -> None:
+    good = mirror.seed("tagged", "t", tag="1")
+    unpinned = dict(entry(mirror, "tagged", good.digest, "1"), source=f"{mirror.registries.hub.location}/x/y:1")
+
+    run = run_build_phase([unpinned], auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location)
+
+    assert run.lines("REFUSED entry 1: source is not <registry>/<repository>@sha256:<digest> (a source must be pinned")
+
+
+def test_without_its_registry_and_prefix_the_build_copies_nothing(mirror: Mirror, auth: Path, tmp_path: Path) -> None:
+    good = mirror.seed("any", "a", tag="1")
+
+    run = run_build_phase([entry(mirror, "any", good.digest, "1")], auth, cwd=tmp_path, ecr_registry="")
+
+    assert run.lines("FAILED: ECR_REGISTRY and TARGET_PREFIX")
+    assert run.returncode != 0
+    assert ecr_digest(mirror, f"mirror/{mirror.image('any')}", "1") is None
+
+
+def test_the_tag_moves_only_after_the_digest_is_pushed_and_verified(mirror: Mirror, auth: Path, tmp_path: Path) -> None:
+    old = mirror.seed_ecr(f"mirror/{mirror.image('app')}", "old", tag="1")
+    new = mirror.seed("app", "new", tag="1")
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    log = tmp_path / "skopeo.log"
+    real = shutil.which("skopeo")
+    (shim / "skopeo").write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >> {log}\nexec {real} "$@"\n')
+    (shim / "skopeo").chmod(0o755)
+    path = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    ecr = mirror.registries.ecr.location
+    repository = f"{ecr}/mirror/{mirror.image('app')}"
+
+    failed = run_build_phase(
+        [entry(mirror, "app", "sha256:" + "0" * 64, "1")], auth, cwd=tmp_path, ecr_registry=ecr, extra_env=path
+    )
+    assert failed.lines("FAILED")
+    assert ecr_digest(mirror, f"mirror/{mirror.image('app')}", "1") == old.digest  # a failed copy moves no tag
+    log.unlink()
+
+    run = run_build_phase([entry(mirror, "app", new.digest, "1")], auth, cwd=tmp_path, ecr_registry=ecr, extra_env=path)
+
+    assert run.lines("COPIED"), run.output
+    calls = [line.split() for line in log.read_text().splitlines()]
+    steps = [(c[0], c[-1]) for c in calls]
+    assert steps == [
+        ("copy", f"docker://{repository}@{new.digest}"),  # every platform, by digest: no tag yet
+        ("inspect", f"docker://{repository}@{new.digest}"),  # verified
+        ("copy", f"docker://{repository}:1"),  # then the tag, from the verified digest
+        ("inspect", f"docker://{repository}:1"),
+    ]
+    assert calls[2][-2] == f"docker://{repository}@{new.digest}"
+    assert ecr_digest(mirror, f"mirror/{mirror.image('app')}", "1") == new.digest
+
+
+def test_a_copy_that_times_out_fails_and_the_next_entries_still_run(mirror: Mirror, auth: Path, tmp_path: Path) -> None:
+    stuck = mirror.seed("stuck", "s", tag="1")
+    fine = mirror.seed("fine", "f", tag="1")
+    mirror.registries.hub.faults[f"/{mirror.image('stuck')}/manifests/"] = hang(30)
+
+    run = run_build_phase(
+        [entry(mirror, "stuck", stuck.digest, "1"), entry(mirror, "fine", fine.digest, "1")],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        extra_env={"COPY_TIMEOUT_SECONDS": "3"},
+    )
+
+    (failed,) = run.lines("FAILED")
+    assert failed.endswith(f"mirror/{mirror.image('stuck')}:1: timeout after 3s")
+    assert len(run.lines("COPIED")) == 1
+    assert ecr_digest(mirror, f"mirror/{mirror.image('fine')}", "1") == fine.digest
+    assert "1 copied, 1 failed" in run.output

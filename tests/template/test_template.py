@@ -204,6 +204,23 @@ def test_copy_project(cfn: dict[str, Any]) -> None:
     }
 
 
+def test_the_buildspec_carries_the_copy_module_verbatim() -> None:
+    from devtools.buildspec import COPIER, copy_program
+
+    assert copy_program() == COPIER.read_text().rstrip("\n"), "run `make buildspec` after changing the copier"
+
+
+def test_the_copy_project_knows_where_it_may_write(cfn: dict[str, Any]) -> None:
+    variables = {
+        v["Name"]: v["Value"]
+        for v in cfn["Resources"]["CopyProject"]["Properties"]["Environment"]["EnvironmentVariables"]
+        if "Name" in v
+    }
+    assert variables["TARGET_PREFIX"] == {"Ref": "TargetPrefix"}
+    assert variables["ECR_REGISTRY"] == {"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com"}
+    assert int(variables["COPY_TIMEOUT_SECONDS"]) <= 60 * 60
+
+
 def test_bucket_is_private_encrypted_versioned_and_tls_only(cfn: dict[str, Any]) -> None:
     p = cfn["Resources"]["MirrorBucket"]["Properties"]
     assert p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]

@@ -10,7 +10,7 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devtools.buildspec import copy_definitions
+from copier import copy_images
 from mirror.codebuild import mirror_images
 from mirror.imagelist import parse_entries
 from mirror.planning import Check, plan
@@ -29,7 +29,7 @@ DISTRIBUTION_REFERENCE = re.compile(
     re.ASCII,
 )
 HOSTILE = ";|&$`\n\r\t <>(){}'\"\\*?!#~"
-BUILD = copy_definitions()
+BUILD_TARGET = copy_images.target_pattern("123456789012.dkr.ecr.us-east-1.amazonaws.com", "mirror")
 
 pieces = st.sampled_from(
     [
@@ -119,13 +119,15 @@ def test_whatever_reaches_mirror_images_passes_the_buildspec_checks(text: str) -
     client = RegistryClient(endpoints={"docker.io": "http://127.0.0.1:5000"})
     payload = json.loads(mirror_images(copies, client.location, "123456789012.dkr.ecr.us-east-1.amazonaws.com"))
     for index, entry in enumerate(payload, 1):
-        checked, reason = BUILD["check"](index, entry)
+        assert BUILD_TARGET is not None
+        checked, reason = copy_images.check(index, entry, BUILD_TARGET)
         assert reason is None, (entry, reason)
+        assert checked is not None
         assert checked[-1] == digest
 
 
 def test_buildspec_turns_tls_off_only_for_loopback() -> None:
-    tls = BUILD["tls"]
+    tls = copy_images.tls
     for host in ("127.0.0.1:5000", "127.0.0.1", "localhost:5001", "localhost", "[::1]:5000"):
         assert tls(host) == "false", host
     for host in (
