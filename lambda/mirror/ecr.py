@@ -87,11 +87,14 @@ def _code(e: Exception) -> str | None:
     return e.response.get("Error", {}).get("Code") if isinstance(e, ClientError) else None
 
 
-def claim_repository(ecr: Any, ecr_host: str, name: str, source: str, *, _again: bool = True) -> Claim:
+def claim_repository(
+    ecr: Any, ecr_host: str, name: str, source: str, *, dry_run: bool = False, _again: bool = True
+) -> Claim:
     """Make sure repository `name` exists and mirrors `source` (`docker.io/library/nginx`), before any copy.
 
     A new repository is created recording its source (tag `mirror-source`); one without the record (made by an
     older version, or by hand) is adopted by recording it now; one recording another source is not written.
+    A dry run only reads: it says what would be created or adopted.
     """
     arn = repository_arn(ecr_host, name)
     try:
@@ -99,7 +102,7 @@ def claim_repository(ecr: Any, ecr_host: str, name: str, source: str, *, _again:
     except ClientError as e:
         if _code(e) != "RepositoryNotFoundException":
             return Claim(error=f"cannot read the tags of repository {name}: {aws_error(e)}")
-        return _create(ecr, ecr_host, name, source, again=_again)
+        return Claim(created=True) if dry_run else _create(ecr, ecr_host, name, source, again=_again)
     except BotoCoreError as e:
         return Claim(error=f"cannot read the tags of repository {name}: {aws_error(e)}")
     recorded = next((t.get("Value") for t in tags if t.get("Key") == SOURCE_TAG), None)
@@ -107,6 +110,8 @@ def claim_repository(ecr: Any, ecr_host: str, name: str, source: str, *, _again:
         return Claim()
     if recorded is not None:
         return Claim(owner=str(recorded)[:256])
+    if dry_run:
+        return Claim(adopted=True)
     try:
         ecr.tag_resource(resourceArn=arn, tags=[{"Key": SOURCE_TAG, "Value": source}])
     except (ClientError, BotoCoreError) as e:

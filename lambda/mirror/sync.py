@@ -223,10 +223,13 @@ def apply_plan(
     ecr_host: str,
     log: Log,
     budget: Budget,
+    *,
+    dry_run: bool = False,
 ) -> tuple[dict[int, Outcome], int]:
     """Claim each target repository for its upstream (creating it where missing), then start builds in batches,
     each step only while the rest of the run still fits before the deadline. A repository that belongs to another
     upstream is never written: its copies are `invalid`. Returns what became of each copy, and the builds started.
+    A dry run only reads the repositories' records (so it reports the same `invalid` entries) and starts nothing.
     """
     outcomes: dict[int, Outcome] = {}
     refused: dict[str, Outcome] = {}
@@ -236,11 +239,11 @@ def apply_plan(
             refused[name] = Outcome(error=NOT_STARTED_REASON)
             continue
         started = time.monotonic()
-        claim = claim_repository(aws.ecr, ecr_host, name, sources[name])
+        claim = claim_repository(aws.ecr, ecr_host, name, sources[name], dry_run=dry_run)
         budget.took("repository", time.monotonic() - started)
         if claim.warning:
             log.warning(claim.warning)
-        if claim.adopted:
+        if claim.adopted and not dry_run:
             log.info("repository adopted", extra={"repository": name, "source": sources[name]})
         if claim.error:
             refused[name] = Outcome(error=claim.error)
@@ -257,6 +260,8 @@ def apply_plan(
         else:
             ready.append(c)
     builds = 0
+    if dry_run:
+        return outcomes, builds
     for batch in batches(ready, settings.images_per_build):
         if budget.left() < budget.build_pace:
             outcome = Outcome(error=NOT_STARTED_REASON)
@@ -397,8 +402,10 @@ def _sync(
         result = plan(entries, checks)
         outcomes: dict[int, Outcome] = {}
         builds = 0
-        if not request.dry_run and result.copies:
-            outcomes, builds = apply_plan(result.copies, settings, aws, client, ecr_host, log, budget)
+        if result.copies:
+            outcomes, builds = apply_plan(
+                result.copies, settings, aws, client, ecr_host, log, budget, dry_run=request.dry_run
+            )
         rate_limits = client.rate_limits()
         requests_sent = client.requests_sent
     finally:

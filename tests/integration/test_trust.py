@@ -119,3 +119,30 @@ def test_a_repository_without_a_recorded_source_is_adopted_by_the_first_copy(mir
     assert report["images"][0]["status"] == "missing"
     assert report["images"][0]["build"]
     assert source_tag(mirror, repository) == f"docker.io/{mirror.image('legacy')}"
+
+
+def test_a_dry_run_reports_the_same_refusal_and_writes_nothing(mirror: Mirror) -> None:
+    mirror.seed("nginx", "real", tag="1.27")
+    payload = mirror.seed("payload", "bad", tag="1")
+    mirror.invoke({"images": [f"{mirror.image('nginx')}:1.27"]})
+    repository = f"mirror/{mirror.image('nginx')}"
+    mirror.session.client("ecr").create_repository(repositoryName=f"mirror/{mirror.image('legacy')}")
+    mirror.seed("legacy", "l")
+    builds_before = len(mirror.builds)
+
+    report = mirror.invoke(
+        {
+            "images": [
+                {"source": f"{mirror.image('payload')}:1@{payload.digest}", "target": f"{repository}:1.27"},
+                mirror.image("legacy"),
+            ],
+            "dryRun": True,
+        }
+    )
+
+    refused, legacy = report["images"]
+    assert refused["status"] == "invalid"
+    assert f"mirrors docker.io/{mirror.image('nginx')}" in refused["error"]
+    assert legacy["status"] == "missing"
+    assert source_tag(mirror, f"mirror/{mirror.image('legacy')}") is None  # a dry run adopts nothing
+    assert len(mirror.builds) == builds_before
