@@ -67,6 +67,13 @@ def measure(label: str, images: int, run: Callable[[], dict[str, Any]], hub: Hub
         "dockerHubPullsUsed": hub.pulls() - pulls_before,
         "summary": summary,
     }
+    reasons: dict[str, int] = {}
+    for image in report["images"]:
+        if image["error"]:
+            reason = image["error"].split(":", 1)[0] + ": " + image["error"].rsplit(":", 1)[-1].strip()[:80]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        figures["failureReasons"] = dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:5])
     print(json.dumps(figures))
     return figures
 

@@ -112,11 +112,14 @@ class Budget:
     #: reporting: building, storing and logging the report, the check history and the lease
     REPORT_SECONDS = 3.0
     REPORT_SECONDS_PER_ENTRY = 0.0002
-    #: until measured: CreateRepository plus PutLifecyclePolicy, and one StartBuild (with a retry)
+    #: until measured (then the slowest call seen): claiming a repository (ListTagsForResource, or CreateRepository
+    #: and PutLifecyclePolicy), and one StartBuild; both answer in a few hundred milliseconds
     REPOSITORY_SECONDS = 0.5
-    BUILD_SECONDS = 1.5
+    BUILD_SECONDS = 0.5
 
-    def __init__(self, remaining_seconds: Callable[[], float], entries: int, images_per_build: int) -> None:
+    def __init__(
+        self, remaining_seconds: Callable[[], float], entries: int, images_per_build: int, *, dry_run: bool = False
+    ) -> None:
         self._remaining = remaining_seconds
         self._per_build = images_per_build
         self._lock = threading.Lock()
@@ -124,7 +127,7 @@ class Budget:
         self._copies = 0
         self.report = self.REPORT_SECONDS + self.REPORT_SECONDS_PER_ENTRY * entries
         self.repository_pace = self.REPOSITORY_SECONDS
-        self.build_pace = self.BUILD_SECONDS
+        self.build_pace = 0.0 if dry_run else self.BUILD_SECONDS  # a dry run starts nothing
 
     def found(self, check: Check, repository: str) -> None:
         """Count what one check will ask of the rest of the run."""
@@ -375,7 +378,7 @@ def _sync(
     run_id: str,
     started_at: datetime,
 ) -> dict[str, Any]:
-    budget = Budget(remaining_seconds, len(entries), settings.images_per_build)
+    budget = Budget(remaining_seconds, len(entries), settings.images_per_build, dry_run=request.dry_run)
     keys = {e.index: identity(str(e.source), str(e.target)) for e in entries if e.valid}
     history: History | None = None
     if place is not None:
