@@ -270,6 +270,9 @@ class HubProxy:
         self.remaining = limit
         self.faults: dict[str, Fault] = {}
         self.requests: list[tuple[str, str]] = []
+        #: tags per page of `GET …/tags/list` (None: pass the registry's answer through)
+        self.tags_page: int | None = 100
+        self.tag_pages_served = 0
         self._lock = threading.Lock()
         self._server = _serve(self._forward)
 
@@ -297,13 +300,20 @@ class HubProxy:
         for key, value in h.headers.items():  # repeated headers (skopeo sends several Accept lines) are joined
             if key.lower() not in ("host", "connection"):
                 headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        conn.request(h.command, h.path, body=body, headers=headers)
+        listing = h.command == "GET" and urlsplit(h.path).path.endswith("/tags/list") and self.tags_page is not None
+        # Tag lists are paged here, as Docker Hub pages them: the registry behind gives the whole list.
+        conn.request(h.command, urlsplit(h.path).path if listing else h.path, body=body, headers=headers)
         response = conn.getresponse()
         data = response.read()
         conn.close()
+        link = None
+        if listing and response.status == 200:
+            data, link = self._page(h.path, data)
         h.send_response(response.status)
+        if link:
+            h.send_header("Link", link)
         for key, value in response.getheaders():
-            if key.lower() in ("connection", "transfer-encoding", "content-length", "location"):
+            if key.lower() in ("connection", "transfer-encoding", "content-length", "location", "link"):
                 continue
             h.send_header(key, value)
         location = response.getheader("Location")
@@ -322,6 +332,21 @@ class HubProxy:
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(data)
+
+    def _page(self, path: str, data: bytes) -> tuple[bytes, str | None]:
+        """One page of a tag list: at most `n` (and at most `tags_page`) tags after `last`, and the next Link."""
+        assert self.tags_page is not None
+        query = parse_qs(urlsplit(path).query)
+        size = min(int(query.get("n", [self.tags_page])[0] or self.tags_page), self.tags_page)
+        listing = json.loads(data)
+        tags = sorted(listing.get("tags") or [])
+        last = query.get("last", [None])[0]
+        after = [t for t in tags if last is None or t > last]
+        page, more = after[:size], len(after) > size
+        with self._lock:
+            self.tag_pages_served += 1
+        link = f'<{urlsplit(path).path}?n={size}&last={page[-1]}>; rel="next"' if more and page else None
+        return json.dumps({"name": listing.get("name"), "tags": page}).encode(), link
 
     def close(self) -> None:
         self._server.shutdown()

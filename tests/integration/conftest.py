@@ -19,7 +19,16 @@ from moto import mock_aws
 from devtools.context import FakeLambdaContext
 from devtools.images import Layout, push, write_image
 from devtools.localaws import PROJECT, create_copy_project, record_builds
-from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, Registry, TokenServer
+from devtools.registries import (
+    ECR_ACCOUNT_HOST,
+    ECR_PASSWORD,
+    ECR_USER,
+    HubProxy,
+    Registry,
+    TokenServer,
+    push_token,
+    put_tags,
+)
 
 if not (shutil.which("docker-registry") and shutil.which("skopeo") and shutil.which("htpasswd")):
     raise RuntimeError("integration tests need docker-registry, skopeo and htpasswd (apt, see .ci/run)")
@@ -73,6 +82,21 @@ class Mirror:
         t = self.registries.tokens
         push(
             layout, f"{self.registries.upstream.location}/{self.image(name)}:{tag}", creds=f"{t.username}:{t.password}"
+        )
+        return layout
+
+    def seed_tags(self, name: str, tags: list[str], content: str = "tagged") -> Layout:
+        """One image under many tags upstream (the first pushed with skopeo, the rest by the registry API)."""
+        layout = self.seed(name, content, kind="oci-manifest", tag=tags[0])
+        manifest = (layout.path / "blobs" / "sha256" / layout.digest.split(":", 1)[1]).read_bytes()
+        token = push_token(self.registries.tokens, self.image(name))
+        put_tags(
+            self.registries.upstream.url,
+            self.image(name),
+            manifest,
+            layout.media_type,
+            tags[1:],
+            headers={"Authorization": f"Bearer {token}"},
         )
         return layout
 
@@ -140,6 +164,7 @@ def mirror(registries: Registries, tmp_path: Path) -> Iterator[Mirror]:
     }
     registries.hub.remaining = registries.hub.limit
     registries.hub.faults.clear()
+    registries.hub.tags_page = 100
     registries.tokens.fail_with = None
     registries.tokens.faults.clear()
     with mock_aws():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -144,3 +146,64 @@ def test_plain_http_token_realm_outside_loopback_is_refused(mirror: Mirror, clie
 
     with pytest.raises(AuthError, match="plain-http token realm"):
         client.manifest_digest(HUB, mirror.image("evil"), "latest")
+
+
+def test_tags_are_listed_page_by_page_to_the_end(mirror: Mirror, client: RegistryClient) -> None:
+    tags = [f"1.{i}.0" for i in range(260)]
+    mirror.seed_tags("many", tags)
+    hub = mirror.registries.hub
+    pages_before = hub.tag_pages_served
+
+    listed = client.list_tags(HUB, mirror.image("many"))
+
+    assert sorted(listed) == sorted(tags)
+    assert hub.tag_pages_served - pages_before == 3  # 100 + 100 + 60, by the Link headers
+    listings = [(m, p) for m, p in mirror.hub_requests() if "/tags/list" in p]
+    assert all(m == "GET" for m, _ in listings)
+    assert not [p for m, p in mirror.hub_requests() if m == "GET" and "/manifests/" in p]  # no pull counted
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "reason"),
+    [
+        (answer(200, {"Link": "garbage; rel=next"}, b'{"tags": ["a"]}'), BadResponseError, "malformed Link"),
+        (answer(200, {"Link": '<?n=100>; rel="next"'}, b'{"tags": ["a"]}'), BadResponseError, "already read"),
+        (
+            answer(200, {"Link": '<https://elsewhere.example/v2/x/tags/list?n=1>; rel="next"'}, b'{"tags": ["a"]}'),
+            BadResponseError,
+            "on another host",
+        ),
+        (answer(200, {}, b"not json"), BadResponseError, "not JSON"),
+        (answer(429, {"Retry-After": "0"}), RateLimitedError, "HTTP 429"),
+        (answer(503), UpstreamError, "HTTP 503"),
+    ],
+    ids=["malformed Link", "Link loop", "Link to another host", "not JSON", "429", "503"],
+)
+def test_a_listing_fault_is_a_typed_error(
+    mirror: Mirror, client: RegistryClient, fault: Any, error: type[Exception], reason: str
+) -> None:
+    mirror.seed_tags("faulty", ["1", "2"])
+    mirror.registries.hub.faults[f"/{mirror.image('faulty')}/tags/list"] = fault
+
+    with pytest.raises(error, match=reason):
+        client.list_tags(HUB, mirror.image("faulty"))
+
+
+def test_an_endless_chain_of_pages_is_cut_at_the_bound(mirror: Mirror, client: RegistryClient) -> None:
+    mirror.seed_tags("endless", ["1"])
+    counter = iter(range(10**6))
+
+    def endless(h: Any) -> bool:
+        page = next(counter)
+        body = json.dumps({"tags": [f"t{page}"]}).encode()
+        h.send_response(200)
+        h.send_header("Link", f'</v2/{mirror.image("endless")}/tags/list?n=1&last=t{page}>; rel="next"')
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+        return True
+
+    mirror.registries.hub.faults[f"/{mirror.image('endless')}/tags/list"] = endless
+
+    with pytest.raises(BadResponseError, match="more than 100 pages of tags"):
+        client.list_tags(HUB, mirror.image("endless"))

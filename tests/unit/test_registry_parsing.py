@@ -6,8 +6,17 @@ import email.utils
 
 import pytest
 
-from mirror.registry import AuthError, Challenge, RateLimit, parse_challenge, parse_ratelimit, parse_retry_after
+from mirror.registry import (
+    AuthError,
+    BadResponseError,
+    Challenge,
+    RateLimit,
+    parse_challenge,
+    parse_ratelimit,
+    parse_retry_after,
+)
 from mirror.registry.auth import realm_takes_credentials
+from mirror.registry.client import next_link
 
 
 @pytest.mark.parametrize(
@@ -109,3 +118,24 @@ def test_credentials_go_only_to_realms_on_the_endpoints_host(
 def test_realms_a_remote_server_may_not_name_are_refused(endpoint: str, realm: str, reason: str) -> None:
     with pytest.raises(AuthError, match=reason):
         realm_takes_credentials("evil.example", endpoint, realm)
+
+
+@pytest.mark.parametrize(
+    ("header", "target"),
+    [
+        ('</v2/x/tags/list?n=100&last=b>; rel="next"', "/v2/x/tags/list?n=100&last=b"),
+        ("</v2/x/tags/list?last=b>; rel=next", "/v2/x/tags/list?last=b"),
+        ('<a>; rel="prev", <b>; rel="next"', "b"),
+        ('<a>; title="x, y"; rel="next"', "a"),
+        ('<a>; rel="prev"', None),
+        ('<a>; rel="next last"', "a"),
+    ],
+)
+def test_the_next_link_is_found(header: str, target: str | None) -> None:
+    assert next_link(header) == target
+
+
+@pytest.mark.parametrize("header", ["garbage; rel=next", "</v2/x; rel=next", "<a> rel=next"])
+def test_a_malformed_link_header_is_a_bad_response(header: str) -> None:
+    with pytest.raises(BadResponseError, match="malformed Link header"):
+        next_link(header)

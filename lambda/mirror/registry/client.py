@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-from ..references import DOCKER_HUB, is_digest
+from ..references import DOCKER_HUB, TAG, is_digest
 from .auth import Challenge, Credential, Token, basic_auth, fetch_token, parse_challenge, realm_takes_credentials
-from .errors import AuthError, BadResponseError, NotFoundError, NotFoundOrDeniedError, UpstreamError
-from .transport import RateLimit, Reply, Transport
+from .errors import AuthError, BadResponseError, NotFoundError, NotFoundOrDeniedError, TooLargeError, UpstreamError
+from .transport import BODY_CAP, RateLimit, Reply, Transport
 
 # All four, always: without them a registry answers 404 for OCI content or down-converts to a schema1 manifest
 # whose digest differs from the one a client pulls (docker/hub-feedback#2391).
@@ -24,6 +26,29 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 DOCKER_HUB_URL = "https://registry-1.docker.io"
+#: tag listing: asked per page, pages followed by their Link header; all of it bounded
+TAGS_PAGE = 100
+TAGS_MAX_PAGES = 100
+TAGS_MAX = 10_000
+#: Docker Hub has been seen ignoring `n` and sending thousands of tags at once (docker/hub-feedback#1960)
+TAGS_BODY_CAP = 2 * 2**20
+_TAG_RE = re.compile(TAG)
+_LINK_RE = re.compile(r'\s*<([^<>]*)>\s*((?:;\s*[A-Za-z0-9_.-]+\s*=\s*(?:"[^"]*"|[^;,"]*)\s*)*)(?:,|$)')
+
+
+def next_link(header: str) -> str | None:
+    """The target of `rel="next"` in a Link header (RFC 8288), or None; BadResponseError when it is malformed."""
+    pos, found = 0, None
+    header = header.strip()[:8192]
+    while pos < len(header):
+        match = _LINK_RE.match(header, pos)
+        if match is None or match.end() == pos:
+            raise BadResponseError(f"malformed Link header {header[:80]!r}")
+        rels = re.findall(r';\s*rel\s*=\s*"?([^";,]*)"?', match.group(2), re.I)
+        if any("next" in rel.lower().split() for rel in rels):
+            found = match.group(1).strip()
+        pos = match.end()
+    return found
 
 
 def default_base_url(host: str) -> str:
@@ -109,13 +134,55 @@ class RegistryClient:
             raise BadResponseError(f"{what}: malformed Docker-Content-Digest {digest[:80]!r}")
         return digest
 
+    def list_tags(self, host: str, repository: str) -> list[str]:
+        """Every tag of `repository` on `host`, page by page (`n`, then the `Link: <…>; rel="next"` header).
+
+        Bounded: at most TAGS_MAX_PAGES pages and TAGS_MAX tags; a next page must stay on the registry's endpoint.
+        Not a counted pull on Docker Hub, but each page is a request with the usual retries and deadline.
+        """
+        base = self.base_url(host)
+        url = f"{base}/v2/{repository}/tags/list?n={TAGS_PAGE}"
+        what = f"{host}/{repository} tags"
+        tags: list[str] = []
+        seen = {url}
+        for _ in range(TAGS_MAX_PAGES):
+            reply = self._authorized(host, repository, "GET", url, {"Accept": "application/json"}, what, TAGS_BODY_CAP)
+            try:
+                page = json.loads(reply.body).get("tags") or []
+            except (ValueError, AttributeError, RecursionError):
+                raise BadResponseError(f"{what}: the tag list is not JSON") from None
+            if not isinstance(page, list):
+                raise BadResponseError(f"{what}: the tag list's 'tags' is not a list")
+            tags.extend(t for t in page if isinstance(t, str) and _TAG_RE.fullmatch(t))
+            if len(tags) > TAGS_MAX:
+                raise TooLargeError(f"{what}: more than {TAGS_MAX} tags")
+            link = reply.headers.get("Link")
+            target = next_link(link) if link else None
+            if target is None:
+                return list(dict.fromkeys(tags))
+            following = urljoin(url, target)
+            if urlsplit(following)[:2] != urlsplit(base)[:2]:
+                raise BadResponseError(f"{what}: the next page is on another host ({urlsplit(following).netloc[:80]})")
+            if following in seen:
+                raise BadResponseError(f"{what}: the Link header points back to a page already read")
+            seen.add(following)
+            url = following
+        raise TooLargeError(f"{what}: more than {TAGS_MAX_PAGES} pages of tags")
+
     # -- auth ---------------------------------------------------------------------------------------------------
 
     def _authorized(
-        self, host: str, repository: str, method: str, url: str, headers: dict[str, str], what: str
+        self,
+        host: str,
+        repository: str,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        what: str,
+        cap: int = BODY_CAP,
     ) -> Reply:
         try:
-            return self._authorized_once(host, repository, method, url, headers, what)
+            return self._authorized_once(host, repository, method, url, headers, what, cap)
         except AuthError as e:
             realm_host = self._withheld.get(host)
             if realm_host is None:
@@ -127,13 +194,13 @@ class RegistryClient:
             raise
 
     def _authorized_once(
-        self, host: str, repository: str, method: str, url: str, headers: dict[str, str], what: str
+        self, host: str, repository: str, method: str, url: str, headers: dict[str, str], what: str, cap: int
     ) -> Reply:
         scope = f"repository:{repository}:pull"
         for attempt in range(2):
             auth = self._auth_header(host, scope)
             request_headers = dict(headers, **({"Authorization": auth} if auth else {}))
-            reply = self._transport.send(method, url, request_headers, what)
+            reply = self._transport.send(method, url, request_headers, what, cap=cap)
             if reply.status != 401:
                 return self._check(reply, what)
             if attempt:
