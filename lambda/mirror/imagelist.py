@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
-from .references import ImageRef, ReferenceError, Target, default_target, parse_reference, parse_target
+from .references import (
+    ImageRef,
+    ReferenceError,
+    Target,
+    check_repository_name,
+    default_target,
+    has_tag_or_digest,
+    parse_reference,
+    parse_target,
+)
+from .tagsets import RuleError, TagRule, parse_rule
 
 MAX_ENTRIES = 20_000
 MAX_LIST_BYTES = 8 * 1024 * 1024
@@ -29,8 +39,21 @@ class SsmReader(Protocol):
 
 
 @dataclass(frozen=True)
+class TagSet:
+    """A list entry's tag rule: evaluated against the source's tag list on every run, then expanded."""
+
+    rule: TagRule
+    repository: str  # the ECR repository every selected tag goes to, under its own name
+    description: str  # "entry 3: docker.io/library/nginx tags semver >=1.26 <2, latest 3"
+
+
+@dataclass(frozen=True)
 class Entry:
-    """One list entry; `error` is set for an invalid one, `duplicate_of` when an earlier entry does the same copy."""
+    """One list entry; `error` is set for an invalid one, `duplicate_of` when an earlier entry does the same copy.
+
+    `number` is the entry's place in the user's list (an expanded tag keeps its tag set's); `rule` names the tag
+    set a tag came from; `failure` is set for a tag set that could not be expanded (its one `failed` record).
+    """
 
     index: int
     text: str
@@ -38,10 +61,22 @@ class Entry:
     target: Target | None = None
     error: str | None = None
     duplicate_of: int | None = None
+    number: int = 0
+    tag_set: TagSet | None = None
+    rule: str | None = None
+    failure: str | None = None
 
     @property
     def valid(self) -> bool:
-        return self.error is None
+        return self.error is None and self.failure is None and self.tag_set is None
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """Stands in the expanded list for a tag set that selected nothing or could not be listed."""
+
+    text: str
+    reason: str
 
 
 def load_text(spec: str, *, package_dir: Path, s3: S3Reader | None = None, ssm: SsmReader | None = None) -> str:
@@ -169,15 +204,43 @@ def _shown(raw: object, limit: int = _SHOWN) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def parse_entry(index: int, raw: object, prefix: str, sources: Collection[str] | None = None) -> Entry:
-    """Validate one entry: a reference string, or a mapping {source: ..., target: ...}; its registry must be one of
-    `sources` (when given)."""
+def _allowed(source: ImageRef, sources: Collection[str] | None) -> None:
+    if sources is not None and source.registry not in sources:
+        raise ReferenceError(
+            f"registry {source.registry} is not an allowed source (SOURCE_REGISTRIES: the deployment's list)"
+        )
+
+
+def _under_prefix(repository: str, prefix: str) -> None:
+    if not repository.startswith(prefix + "/"):
+        raise ReferenceError(
+            f"target repository {repository!r} is outside the mirror prefix '{prefix}/' (the deployment may write only "
+            "there)"
+        )
+
+
+def _unknown_keys(raw: dict[object, object], allowed: tuple[str, ...]) -> list[str]:
+    return [_shown(k, 40) for k in raw if k not in allowed]
+
+
+def parse_entry(
+    index: int, raw: object, prefix: str, sources: Collection[str] | None = None, *, number: int | None = None
+) -> Entry:
+    """Validate one entry: a reference string, a mapping {source, target}, or a tag set {source, tags, target};
+    its registry must be one of `sources` (when given). `number` is its place in the user's list."""
+    number = number or index + 1
+    if isinstance(raw, _Failed):
+        return Entry(index, raw.text, number=number, failure=raw.reason)
     if isinstance(raw, dict):
-        unknown = [_shown(k, 40) for k in raw if k not in ("source", "target")]
+        allowed = ("source", "target", "tags") if "tags" in raw else ("source", "target")
+        unknown = _unknown_keys(raw, allowed)
         if unknown or "source" not in raw:
             listed = ", ".join(sorted(unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             why = f"unknown keys {listed}" if unknown else "no 'source'"
-            return Entry(index, _shown(raw), error=f"entry {index + 1}: {why} (expected 'source' and 'target')")
+            expected = "'source', 'tags' and 'target'" if "tags" in raw else "'source' and 'target'"
+            return Entry(index, _shown(raw), number=number, error=f"entry {number}: {why} (expected {expected})")
+        if "tags" in raw:
+            return _parse_tag_set(index, raw, prefix, sources, number)
         source_raw, target_raw = raw["source"], raw.get("target")
     elif isinstance(raw, str):
         source_raw, target_raw = raw, None
@@ -185,65 +248,128 @@ def parse_entry(index: int, raw: object, prefix: str, sources: Collection[str] |
         return Entry(
             index,
             _shown(raw),
-            error=f"entry {index + 1}: must be a reference string or a mapping with 'source', not {type(raw).__name__}",
+            number=number,
+            error=f"entry {number}: must be a reference string or a mapping with 'source', not {type(raw).__name__}",
         )
     shown = _shown(source_raw)
     try:
         source = parse_reference(source_raw)
-        if sources is not None and source.registry not in sources:
-            raise ReferenceError(
-                f"registry {source.registry} is not an allowed source (SOURCE_REGISTRIES: the deployment's list)"
-            )
+        _allowed(source, sources)
         if target_raw is None:
             target = default_target(source, prefix)
         else:
             target = parse_target(target_raw, default_tag=source.tag)
-            if not target.repository.startswith(prefix + "/"):
-                raise ReferenceError(
-                    f"target repository {target.repository!r} is outside the mirror prefix '{prefix}/' "
-                    "(the deployment may write only there)"
-                )
+            _under_prefix(target.repository, prefix)
     except ReferenceError as e:
-        return Entry(index, shown, error=f"entry {index + 1} ({shown!r}): {e}")
-    return Entry(index, str(source), source=source, target=target)
+        return Entry(index, shown, number=number, error=f"entry {number} ({shown!r}): {e}")
+    return Entry(index, str(source), source=source, target=target, number=number)
 
 
-def parse_entries(images: Sequence[object], prefix: str, sources: Collection[str] | None = None) -> list[Entry]:
+def _parse_tag_set(
+    index: int, raw: dict[object, object], prefix: str, sources: Collection[str] | None, number: int
+) -> Entry:
+    """`{source: nginx, tags: {semver: ">=1.26"}, target: mirror/web}`: a repository, a rule, an optional target
+    repository (each selected tag keeps its own name)."""
+    source_raw, target_raw = raw["source"], raw.get("target")
+    shown = _shown(source_raw)
+    try:
+        source = parse_reference(source_raw)
+        if isinstance(source_raw, str) and has_tag_or_digest(source_raw):
+            raise ReferenceError("a tag set's source is a repository, without a tag or digest (the rule picks tags)")
+        _allowed(source, sources)
+        if target_raw is None:
+            repository = default_target(source, prefix).repository
+        else:
+            if not isinstance(target_raw, str) or has_tag_or_digest(target_raw):
+                raise ReferenceError("a tag set's target is a repository, without a tag (each tag keeps its name)")
+            repository = check_repository_name(target_raw)
+            _under_prefix(repository, prefix)
+        rule = parse_rule(raw["tags"])
+    except (ReferenceError, RuleError) as e:
+        return Entry(index, shown, number=number, error=f"entry {number} ({shown!r}): {e}")
+    source = ImageRef(source.registry, source.repository)
+    description = f"entry {number}: {source.name} tags {rule.describe()}"
+    return Entry(index, source.name, source=source, number=number, tag_set=TagSet(rule, repository, description))
+
+
+def parse_entries(
+    images: Sequence[object],
+    prefix: str,
+    sources: Collection[str] | None = None,
+    *,
+    numbers: Sequence[int] | None = None,
+    rules: Sequence[str | None] | None = None,
+) -> list[Entry]:
     """Validate every entry; a second entry writing the same target is a duplicate (same source) or invalid, and
-    so is one writing a repository that another entry fills from another upstream repository."""
+    so is one writing a repository that another entry fills from another upstream repository. `numbers` and
+    `rules` carry, for an expanded list, each item's place in the user's list and the tag set it came from."""
     entries: list[Entry] = []
     by_target: dict[Target, Entry] = {}
     by_repository: dict[str, Entry] = {}
     for index, raw in enumerate(images):
-        entry = parse_entry(index, raw, prefix, sources)
-        if entry.target is not None and entry.source is not None:
-            owner = by_repository.setdefault(entry.target.repository, entry)
+        number = numbers[index] if numbers is not None else index + 1
+        entry = parse_entry(index, raw, prefix, sources, number=number)
+        if rules is not None and rules[index] is not None:
+            entry = replace(entry, rule=rules[index])
+        repository = entry.target.repository if entry.target else entry.tag_set.repository if entry.tag_set else None
+        if repository is not None and entry.source is not None and entry.error is None:
+            owner = by_repository.setdefault(repository, entry)
             assert owner.source is not None
             if owner.source.name != entry.source.name:
                 entries.append(
-                    Entry(
-                        index,
-                        entry.text,
-                        entry.source,
-                        entry.target,
-                        error=f"entry {index + 1}: target repository {entry.target.repository} is filled from "
-                        f"{owner.source.name} by entry {owner.index + 1}; a repository belongs to one upstream",
+                    replace(
+                        entry,
+                        tag_set=None,
+                        error=f"entry {number}: target repository {repository} is filled from "
+                        f"{owner.source.name} by entry {owner.number}; a repository belongs to one upstream",
                     )
                 )
                 continue
+        if entry.target is not None and entry.error is None:
             first = by_target.get(entry.target)
             if first is None:
                 by_target[entry.target] = entry
             elif first.source == entry.source:
-                entry = Entry(index, entry.text, entry.source, entry.target, duplicate_of=first.index)
+                entry = replace(entry, duplicate_of=first.index)
             else:
-                entry = Entry(
-                    index,
-                    entry.text,
-                    entry.source,
-                    entry.target,
-                    error=f"entry {index + 1}: target {entry.target} is already written by entry {first.index + 1} "
+                entry = replace(
+                    entry,
+                    error=f"entry {number}: target {entry.target} is already written by entry {first.number} "
                     f"({first.text})",
                 )
         entries.append(entry)
     return entries
+
+
+def expand_tag_sets(
+    images: Sequence[object],
+    entries: Sequence[Entry],
+    listings: Mapping[int, list[str] | str],
+    prefix: str,
+    sources: Collection[str] | None = None,
+) -> list[Entry]:
+    """The list with each tag set replaced by the tags its rule selects from `listings` (entry index -> the tags,
+    or why they could not be listed), each checked and copied as a single-tag entry with `rule` naming its set.
+    A rule that selects nothing, or whose listing failed, stays as one record that fails with the reason."""
+    expanded: list[object] = []
+    numbers: list[int] = []
+    rules: list[str | None] = []
+    for entry, raw in zip(entries, images, strict=True):
+        tag_set = entry.tag_set
+        if tag_set is None or entry.source is None:
+            expanded.append(raw)
+            numbers.append(entry.number)
+            rules.append(None)
+            continue
+        listed = listings.get(entry.index, "tags not listed")
+        if isinstance(listed, str):
+            items: list[object] = [_Failed(entry.text, listed)]
+        else:
+            selected = tag_set.rule.select(listed)
+            items = [
+                {"source": f"{entry.source.name}:{tag}", "target": f"{tag_set.repository}:{tag}"} for tag in selected
+            ] or [_Failed(entry.text, f"tags: the rule selects none of the {len(listed)} tags of {entry.text}")]
+        expanded.extend(items)
+        numbers.extend([entry.number] * len(items))
+        rules.extend([tag_set.description] * len(items))
+    return parse_entries(expanded, prefix, sources, numbers=numbers, rules=rules)

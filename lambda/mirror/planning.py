@@ -67,6 +67,8 @@ class Plan:
 
 
 def decide(entry: Entry, check: Check | None) -> Decision:
+    if entry.failure is not None:  # a tag set that selected nothing or could not be listed
+        return Decision(entry.index, Status.FAILED, error=entry.failure)
     if entry.error is not None or entry.source is None or entry.target is None:
         return Decision(entry.index, Status.INVALID, error=entry.error or "invalid entry")
     if check is None:

@@ -94,6 +94,12 @@ def _split_tag(remainder: str) -> tuple[str, str | None]:
     return remainder, None
 
 
+def has_tag_or_digest(text: str) -> bool:
+    """Whether a reference string names a tag or a digest (`nginx:1`, `nginx@sha256:…`), not only a repository."""
+    name, at, _ = text.partition("@")
+    return bool(at) or _split_tag(name)[1] is not None
+
+
 def parse_reference(text: object) -> ImageRef:
     """Parse `[registry/]repository[:tag][@sha256:digest]`, normalising Docker Hub names.
 

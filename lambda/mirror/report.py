@@ -39,17 +39,18 @@ def records(
             build = outcome.build
             if outcome.error is not None:
                 status, error = (Status.INVALID if outcome.invalid else Status.FAILED), outcome.error
-        out.append(
-            {
-                "source": entry.text,
-                "target": f"{ecr_host}/{entry.target}" if entry.target is not None else None,
-                "status": str(status),
-                "sourceDigest": decision.source_digest,
-                "targetDigest": decision.target_digest,
-                "build": build,
-                "error": error,
-            }
-        )
+        record: dict[str, Any] = {
+            "source": entry.text,
+            "target": f"{ecr_host}/{entry.target}" if entry.target is not None else None,
+            "status": str(status),
+            "sourceDigest": decision.source_digest,
+            "targetDigest": decision.target_digest,
+            "build": build,
+            "error": error,
+        }
+        if entry.rule is not None:
+            record["rule"] = entry.rule
+        out.append(record)
     return out
 
 

@@ -19,7 +19,7 @@ from . import report as reports
 from .codebuild import BuildStartError, mirror_images, start_build
 from .dockerhub import credential as dockerhub_credential
 from .ecr import SOURCE_TAG, aws_error, claim_repository, registry_auth
-from .imagelist import Entry, check_entries, load_text, parse_document, parse_entries
+from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Status, batches, plan
 from .references import DOCKER_HUB
 from .registry import Credential, DeadlineError, NotFoundError, RegistryClient, RegistryError
@@ -92,16 +92,55 @@ class Aws:
         )
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """The run's list: its raw items and their validated entries (tag sets not yet expanded)."""
+
+    images: list[object]
+    entries: list[Entry]
+    sources: frozenset[str]
+
+
 def load_entries(
     request: RunRequest, settings: Settings, aws: Aws, package_dir: Path, ecr_host: str | None = None
-) -> list[Entry]:
+) -> Loaded:
     """The run's entries, validated; sources only from the deployment's registries (never this account's ECR)."""
     if request.images is not None:
         images = check_entries(request.images, "event")
     else:
         text = load_text(settings.image_list, package_dir=package_dir, s3=aws.s3, ssm=aws.ssm)
         images = parse_document(text, settings.image_list)
-    return parse_entries(images, settings.target_prefix, settings.source_registries - {ecr_host})
+    sources = settings.source_registries - {ecr_host}
+    return Loaded(images, parse_entries(images, settings.target_prefix, sources), frozenset(sources))
+
+
+def list_tag_sets(
+    entries: Sequence[Entry], client: RegistryClient, *, concurrency: int, log: Log
+) -> dict[int, list[str] | str]:
+    """Each tag set's source tags (or why they could not be listed), concurrently; typed errors become reasons,
+    anything else that one listing raises becomes `internal error: <type>` for that entry alone."""
+
+    def listing(entry: Entry) -> list[str] | str:
+        assert entry.source is not None
+        try:
+            return client.list_tags(entry.source.registry, entry.source.repository)
+        except DeadlineError:
+            return "deadline: tags not listed before the function's deadline"
+        except RegistryError as e:
+            return f"source {e}"
+        except Exception as e:
+            log.exception("internal error while listing tags", extra={"entry": entry.number})
+            return f"internal error: {type(e).__name__}"
+
+    todo = [e for e in entries if e.tag_set is not None and e.error is None]
+    # Each repository listed once, however many tag sets read it.
+    first: dict[tuple[str, str], Entry] = {}
+    for e in todo:
+        assert e.source is not None
+        first.setdefault((e.source.registry, e.source.repository), e)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tags") as pool:
+        listed = dict(zip(first, pool.map(listing, first.values()), strict=True))
+    return {e.index: listed[(e.source.registry, e.source.repository)] for e in todo if e.source is not None}
 
 
 class Budget:
@@ -128,6 +167,10 @@ class Budget:
         self.report = self.REPORT_SECONDS + self.REPORT_SECONDS_PER_ENTRY * entries
         self.repository_pace = self.REPOSITORY_SECONDS
         self.build_pace = 0.0 if dry_run else self.BUILD_SECONDS  # a dry run starts nothing
+
+    def entries(self, count: int) -> None:
+        """The list's size once its tag sets are expanded."""
+        self.report = self.REPORT_SECONDS + self.REPORT_SECONDS_PER_ENTRY * count
 
     def found(self, check: Check, repository: str) -> None:
         """Count what one check will ask of the rest of the run."""
@@ -283,11 +326,11 @@ def apply_plan(
     return outcomes, builds
 
 
-def _summary(images: Sequence[Mapping[str, Any]], builds: int) -> dict[str, int]:
+def _summary(images: Sequence[Mapping[str, Any]], builds: int, tag_sets: int = 0) -> dict[str, int]:
     counts = {str(s): 0 for s in Status}
     for image in images:
         counts[image["status"]] += 1
-    return {"total": len(images), **counts, "buildsStarted": builds}
+    return {"total": len(images), **counts, "buildsStarted": builds, "tagSets": tag_sets}
 
 
 def run(
@@ -309,7 +352,7 @@ def run(
     started_at = datetime.now(UTC)
     run_id = run_id or str(uuid.uuid4())
     ecr_host, ecr_credential = registry_auth(aws.ecr)
-    entries = load_entries(request, settings, aws, package_dir, ecr_host)
+    loaded = load_entries(request, settings, aws, package_dir, ecr_host)
     credentials: dict[str, Credential] = {}
     if settings.dockerhub_secret_arn:
         credentials[DOCKER_HUB] = dockerhub_credential(aws.secrets, settings.dockerhub_secret_arn)
@@ -334,7 +377,7 @@ def run(
             request,
             settings,
             aws,
-            entries,
+            loaded,
             credentials,
             ecr_host,
             place,
@@ -368,7 +411,7 @@ def _sync(
     request: RunRequest,
     settings: Settings,
     aws: Aws,
-    entries: Sequence[Entry],
+    loaded: Loaded,
     credentials: Mapping[str, Credential],
     ecr_host: str,
     place: Place | None,
@@ -378,8 +421,9 @@ def _sync(
     run_id: str,
     started_at: datetime,
 ) -> dict[str, Any]:
+    entries = loaded.entries
+    tag_sets = sum(1 for e in entries if e.tag_set is not None)
     budget = Budget(remaining_seconds, len(entries), settings.images_per_build, dry_run=request.dry_run)
-    keys = {e.index: identity(str(e.source), str(e.target)) for e in entries if e.valid}
     history: History | None = None
     if place is not None:
         history, warning = History.load(aws.s3, place, "event" if request.images is not None else settings.image_list)
@@ -393,6 +437,11 @@ def _sync(
         remaining_seconds=budget.for_checks,
     )
     try:
+        if tag_sets:
+            listings = list_tag_sets(entries, client, concurrency=settings.max_concurrency, log=log)
+            entries = expand_tag_sets(loaded.images, entries, listings, settings.target_prefix, loaded.sources)
+            budget.entries(len(entries))
+        keys = {e.index: identity(str(e.source), str(e.target)) for e in entries if e.valid}
         checks = check_images(
             entries,
             client,
@@ -420,7 +469,7 @@ def _sync(
         "dryRun": request.dry_run,
         "startedAt": started_at.isoformat(timespec="seconds"),
         "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-        "summary": _summary(images, builds),
+        "summary": _summary(images, builds, tag_sets),
         "rateLimit": {host: {"limit": r.limit, "remaining": r.remaining} for host, r in sorted(rate_limits.items())},
         "images": images,
     }

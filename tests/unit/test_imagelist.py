@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mirror.imagelist import ImageListError, load_text, parse_document, parse_entries
+from mirror.imagelist import ImageListError, expand_tag_sets, load_text, parse_document, parse_entries
 
 LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambda"
 
@@ -116,3 +116,43 @@ def test_a_rejected_entry_is_shown_without_building_its_full_representation() ->
     assert big_key.error is not None
     assert "and 996 more" in big_key.error
     assert len(big_key.error) < 400
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"source": "nginx:1.27", "tags": {"latest": 2}}, "without a tag or digest"),
+        ({"source": "nginx@sha256:" + "a" * 64, "tags": {"latest": 2}}, "without a tag or digest"),
+        ({"source": "nginx", "tags": {"latest": 2}, "target": "mirror/web:1"}, "target is a repository"),
+        ({"source": "nginx", "tags": {"latest": 2}, "target": "elsewhere/web"}, "outside the mirror prefix"),
+        ({"source": "nginx", "tags": {"match": "("}}, "not a valid regular expression"),
+        ({"source": "nginx", "tags": {"newest": 1}}, "unknown keys newest"),
+        ({"source": "nginx", "tags": {"latest": 2}, "extra": 1}, "expected 'source', 'tags' and 'target'"),
+        ({"source": "evil.example.net/x", "tags": {"latest": 2}}, "not an allowed source"),
+    ],
+)
+def test_a_bad_tag_set_is_invalid_with_the_reason(raw: dict[str, object], reason: str) -> None:
+    (entry,) = parse_entries([raw], "mirror", {"docker.io"})
+    assert entry.error is not None
+    assert reason in entry.error
+    assert entry.error.startswith("entry 1")
+
+
+def test_a_tag_set_expands_into_single_tag_entries_that_keep_their_entry_number() -> None:
+    images: list[object] = ["redis:7", {"source": "nginx", "tags": {"semver": ">=1.26", "latest": 2}}]
+    entries = parse_entries(images, "mirror")
+    assert entries[1].tag_set is not None
+    assert not entries[1].valid
+
+    expanded = expand_tag_sets(images, entries, {1: ["1.25", "1.26.1", "1.27", "latest"]}, "mirror")
+
+    assert [str(e.target) for e in expanded] == [
+        "mirror/library/redis:7",
+        "mirror/library/nginx:1.27",
+        "mirror/library/nginx:1.26.1",
+    ]
+    assert [e.number for e in expanded] == [1, 2, 2]
+    assert expanded[1].rule == "entry 2: docker.io/library/nginx tags semver >=1.26, latest 2"
+    assert all(e.valid for e in expanded)
+    (failed,) = expand_tag_sets(images[1:], entries[1:], {1: "source rate limited: x"}, "mirror")
+    assert failed.failure == "source rate limited: x"

@@ -1,0 +1,139 @@
+"""Tag sets end to end: listed page by page through the Docker Hub-like proxy, selected, checked, copied by the real
+build, reported tag by tag with the rule they came from."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.buildspec import run_build_phase
+from devtools.registries import ECR_PASSWORD, ECR_USER, answer, auth_file
+from tests.integration.conftest import Mirror
+
+VERSIONS = [f"1.{i}.0" for i in range(200)]
+OTHERS = ["latest", "mainline", "stable-perl", "1.27.3-alpine", "1.28-alpine", "20-alpine", "2.0.0-rc1", "2.0.0"]
+TAGS = VERSIONS + [f"0.{i}" for i in range(60)] + OTHERS  # 268 tags: three pages of 100
+
+
+@pytest.fixture
+def app(mirror: Mirror) -> str:
+    mirror.seed_tags("app", TAGS)
+    return mirror.image("app")
+
+
+def test_each_rule_selects_exactly_and_every_selected_tag_is_checked_copied_and_reported(
+    mirror: Mirror, app: str, tmp_path: Path
+) -> None:
+    pages_before = mirror.registries.hub.tag_pages_served
+    rules: list[dict[str, Any]] = [
+        {"semver": ">=1.150 <2", "latest": 3},
+        {"match": r"^1\.2\d\.0$", "exclude": r"1\.25"},
+        {"semver": ">=1", "variant": "alpine"},
+        {"match": "latest|mainline"},
+    ]
+    targets = ["", "/semver", "/regex", "/alpine", "/named"]
+    images: list[object] = [
+        {"source": app, "tags": rule, "target": f"mirror/{app}{targets[n + 1]}"} for n, rule in enumerate(rules)
+    ]
+
+    report = mirror.invoke({"images": images})
+
+    expected = {
+        f"mirror/{app}/semver": ["1.199.0", "1.198.0", "1.197.0"],
+        f"mirror/{app}/regex": [f"1.2{i}.0" for i in (9, 8, 7, 6, 4, 3, 2, 1, 0)],
+        f"mirror/{app}/alpine": ["20-alpine", "1.28-alpine", "1.27.3-alpine"],
+        f"mirror/{app}/named": ["latest", "mainline"],
+    }
+    got: dict[str, list[str]] = {}
+    for record in report["images"]:
+        repository, tag = record["target"].split("/", 1)[1].rsplit(":", 1)
+        got.setdefault(repository, []).append(tag)
+        assert record["status"] == "missing"
+        assert record["source"] == f"docker.io/{app}:{tag}"
+    assert got == expected
+    rule_of = {r["target"].rsplit(":", 1)[1]: r["rule"] for r in report["images"]}
+    assert rule_of["1.199.0"] == f"entry 1: docker.io/{app} tags semver >=1.150 <2, latest 3"
+    assert rule_of["1.20.0"] == f"entry 2: docker.io/{app} tags match ^1\\.2\\d\\.0$, exclude 1\\.25"
+    summary = report["summary"]
+    assert summary["tagSets"] == 4
+    assert summary["total"] == summary["missing"] == sum(map(len, expected.values())) == 17
+    # one listing for the four rules on one repository: 100 + 100 + 68 tags
+    assert mirror.registries.hub.tag_pages_served - pages_before == 3
+    assert not [p for m, p in mirror.hub_requests() if m == "GET" and "/manifests/" in p]  # no pull for a check
+
+    auth = auth_file(tmp_path / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
+    copied = 0
+    for payload in mirror.mirror_images():  # 17 copies, 10 a build
+        run = run_build_phase(payload, auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location)
+        assert run.returncode == 0, run.output
+        copied += len(run.lines("COPIED"))
+    assert copied == 17
+
+    again = mirror.invoke({"images": images})
+    assert {r["status"] for r in again["images"]} == {"unchanged"}
+
+
+def test_a_rule_that_selects_nothing_is_one_failed_record(mirror: Mirror, app: str) -> None:
+    report = mirror.invoke({"images": [{"source": app, "tags": {"semver": ">=9"}}, f"{app}:1.1.0"]})
+
+    nothing, plain = report["images"]
+    assert nothing["status"] == "failed"
+    assert nothing["error"] == f"tags: the rule selects none of the {len(TAGS)} tags of docker.io/{app}"
+    assert nothing["rule"] == f"entry 1: docker.io/{app} tags semver >=9"
+    assert plain["status"] == "missing"
+    assert "rule" not in plain
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (answer(429, {"Retry-After": "0"}), "source rate limited:"),
+        (answer(503), "source upstream error:"),
+        (answer(200, {"Link": "garbage; rel=next"}, b'{"tags": ["1.0.0"]}'), "source bad response: .*malformed Link"),
+        (answer(200, {"Link": '<?n=100>; rel="next"'}, b'{"tags": ["1.0.0"]}'), "source bad response: .*already read"),
+    ],
+    ids=["429", "503", "malformed Link", "Link loop"],
+)
+def test_a_listing_fault_fails_only_that_tag_set(mirror: Mirror, app: str, fault: Any, reason: str) -> None:
+    mirror.seed("plain", "p", tag="1")
+    mirror.registries.hub.faults[f"/{app}/tags/list"] = fault
+    mirror.env["REQUEST_TIMEOUT_SECONDS"] = "2"
+
+    report = mirror.invoke({"images": [{"source": app, "tags": {"latest": 2}}, f"{mirror.image('plain')}:1"]})
+
+    failed, plain = report["images"]
+    assert failed["status"] == "failed"
+    assert re.match(reason, failed["error"]), failed["error"]
+    assert failed["rule"] == f"entry 1: docker.io/{app} tags latest 2"
+    assert plain["status"] == "missing"
+    assert report["summary"]["total"] == 2
+
+
+def test_a_dry_run_shows_what_a_rule_selects_today(mirror: Mirror, app: str) -> None:
+    report = mirror.invoke({"images": [{"source": app, "tags": {"semver": "^1.198"}}], "dryRun": True})
+
+    assert [r["target"].rsplit(":", 1)[1] for r in report["images"]] == ["1.199.0", "1.198.0"]
+    assert mirror.builds == []
+
+
+def test_a_tag_set_never_writes_a_tag_another_entry_writes(mirror: Mirror, app: str) -> None:
+    mirror.seed("other", "o", tag="1")
+    report = mirror.invoke(
+        {
+            "images": [
+                f"{app}:1.199.0",  # the same copy: a duplicate, checked and copied once
+                {"source": app, "tags": {"semver": "^1.198"}},
+                {"source": f"{mirror.image('other')}:1", "target": f"mirror/{app}:1.198.0"},  # another upstream
+            ]
+        }
+    )
+
+    plain, first, second, intruder = report["images"]
+    assert plain["status"] == first["status"] == second["status"] == "missing"
+    assert intruder["status"] == "invalid"
+    assert "a repository belongs to one upstream" in intruder["error"]
+    (batch,) = mirror.mirror_images()
+    assert sorted(e["target"].rsplit(":", 1)[1] for e in batch) == ["1.198.0", "1.199.0"]
