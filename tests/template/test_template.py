@@ -251,7 +251,13 @@ def test_outputs(cfn: dict[str, Any]) -> None:
 def test_events_are_valid_requests() -> None:
     from mirror.sync import parse_event
 
-    for name in ("scheduled", "manual", "dry-run"):
+    for name in ("scheduled", "manual", "dry-run", "dry-run-tags"):
         parse_event(json.loads((ROOT / "events" / f"{name}.json").read_text()))
     assert parse_event(json.loads((ROOT / "events" / "dry-run.json").read_text())).dry_run is True
     assert parse_event(json.loads((ROOT / "events" / "manual.json").read_text())).images
+    from mirror.imagelist import parse_entries
+
+    tried = parse_event(json.loads((ROOT / "events" / "dry-run-tags.json").read_text()))
+    assert tried.dry_run is True
+    assert tried.images is not None
+    assert all(e.tag_set is not None for e in parse_entries(tried.images, "mirror"))
