@@ -50,6 +50,10 @@ SAMPLES = [
     ("bitnami/redis", "7.4", "docker-manifest"),
 ]
 CHANGED = "library/nginx"
+# A tag set: the two highest node versions from 20 on. Run 2 releases node 23, which the rule picks up by itself.
+TAG_SET = ("library/node", {"semver": ">=20", "latest": 2})
+NODE_TAGS = ["18", "20", "21", "22"]
+RELEASED = "23"
 
 
 @dataclass
@@ -107,6 +111,8 @@ class Sandbox:
         session = boto3.session.Session()
         session.client("s3").create_bucket(Bucket=BUCKET)
         images = "\n".join(f"  - {r.removeprefix('library/')}:{t}" for r, t, _ in SAMPLES)
+        repository, rule = TAG_SET
+        images += f"\n  - source: {repository.removeprefix('library/')}\n    tags: {json.dumps(rule)}"
         session.client("s3").put_object(Bucket=BUCKET, Key="lists/images.yaml", Body=f"images:\n{images}\n")
         create_copy_project(session)
 
@@ -199,18 +205,24 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.start()
         for number, (repository, tag, kind) in enumerate(SAMPLES):
             sandbox.seed(repository, tag, kind, f"sample-{number}-v1")
+        for tag in NODE_TAGS:
+            sandbox.seed(TAG_SET[0], tag, "oci-manifest", f"node-{tag}")
         sandbox.prepare_aws()
-        print(f"ready in {time.monotonic() - started:.1f}s; upstream seeded with {len(SAMPLES)} images\n")
+        print(
+            f"ready in {time.monotonic() - started:.1f}s; upstream seeded with {len(SAMPLES)} images and "
+            f"{TAG_SET[0]} {', '.join(NODE_TAGS)} (the list's tag set: {json.dumps(TAG_SET[1])})\n"
+        )
 
         steps = [
             ("run 1: the first nightly run finds nothing in ECR", None),
-            (f"run 2: {CHANGED} changed upstream", CHANGED),
+            (f"run 2: {CHANGED} changed upstream, and node {RELEASED} was released", CHANGED),
             ("run 3: nothing left to copy", None),
         ]
         for number, (title, change) in enumerate(steps, 1):
             if change:
                 repository, tag, kind = next(s for s in SAMPLES if s[0] == change)
                 sandbox.seed(repository, tag, kind, "sample-changed-v2")
+                sandbox.seed(TAG_SET[0], RELEASED, "oci-manifest", f"node-{RELEASED}")
             report = sandbox.invoke(scheduled)
             builds = sandbox.run_builds()
             (workdir / "reports" / f"run-{number}.json").write_text(json.dumps(report, indent=1))

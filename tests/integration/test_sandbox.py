@@ -50,12 +50,20 @@ def test_sandbox_mirrors_then_copies_the_change_then_rests_and_runs_again_cleanl
         first, second, third = (report(workdir, n) for n in (1, 2, 3))
         assert set(statuses(first).values()) == {"missing"}
         assert first["summary"]["buildsStarted"] == 1
+        # the tag set (node >=20, the latest 2) selected 22 and 21 in run 1; run 2 picks up the new 23 by itself
+        assert [i["source"] for i in first["images"] if i.get("rule")] == [
+            "docker.io/library/node:22",
+            "docker.io/library/node:21",
+        ]
         assert statuses(second) == {
             "docker.io/library/nginx:1.27": "changed",
             "docker.io/library/alpine:3.20": "unchanged",
             "docker.io/library/amazonlinux:2023": "unchanged",
             "docker.io/bitnami/redis:7.4": "unchanged",
+            "docker.io/library/node:23": "missing",
+            "docker.io/library/node:22": "unchanged",
         }
+        assert second["summary"]["tagSets"] == 1
         assert set(statuses(third).values()) == {"unchanged"}
         assert third["summary"]["buildsStarted"] == 0
         # What run 1 copied is what run 2 found in ECR; run 2's new nginx is what run 3 found.
@@ -68,8 +76,8 @@ def test_sandbox_mirrors_then_copies_the_change_then_rests_and_runs_again_cleanl
         assert nginx["targetDigest"] == next(i for i in second["images"] if "nginx" in i["source"])["sourceDigest"]
         builds = json.loads((workdir / "reports" / "run-1-builds.json").read_text())
         assert [b["returncode"] for b in builds] == [0]
-        assert "4 copied, 0 failed" in builds[0]["output"]
-        assert "run 2: library/nginx changed upstream" in done.stdout, attempt
+        assert "6 copied, 0 failed" in builds[0]["output"]
+        assert "run 2: library/nginx changed upstream, and node 23 was released" in done.stdout, attempt
         assert processes_under(workdir) == []
 
 
