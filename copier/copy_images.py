@@ -111,6 +111,36 @@ def copy(
     return None
 
 
+def log_in(environ: dict[str, str], timeout: int) -> list[str]:
+    """`skopeo login` to each source registry handed over as REGISTRY_LOGIN_<n>_HOST/_USERNAME/_PASSWORD (CodeBuild
+    resolves the secret and masks it); the password goes on stdin, never on a command line or in a line printed.
+    Returns one line per failed login (copies from that registry then fail on their own)."""
+    problems = []
+    for number in range(1, 101):
+        host = environ.get(f"REGISTRY_LOGIN_{number}_HOST")
+        if host is None:
+            break
+        username = environ.get(f"REGISTRY_LOGIN_{number}_USERNAME", "")
+        password = environ.get(f"REGISTRY_LOGIN_{number}_PASSWORD", "")
+        if not re.fullmatch(HOST, host) or not username or not password:
+            problems.append(f"FAILED: login {number}: a registry host, a username and a password are needed")
+            continue
+        try:
+            run = subprocess.run(  # noqa: S603
+                ["skopeo", "login", f"--tls-verify={tls(host)}", "--username", username, "--password-stdin", host],  # noqa: S607
+                input=password.encode(),
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            problems.append(f"FAILED: login to {host}: timeout after {timeout}s")
+            continue
+        if run.returncode != 0:
+            problems.append(f"FAILED: login to {host}: " + last_line(run.stderr.decode(errors="replace")))
+    return problems
+
+
 def main() -> int:
     target = target_pattern(os.environ.get("ECR_REGISTRY", ""), os.environ.get("TARGET_PREFIX", ""))
     if target is None:
@@ -128,6 +158,8 @@ def main() -> int:
     if not isinstance(entries, list):
         print("FAILED: MIRROR_IMAGES is not a JSON array")
         return 1
+    for problem in log_in(dict(os.environ), timeout):
+        print(problem, flush=True)
     failed = 0
     for index, entry in enumerate(entries, 1):
         checked, reason = check(index, entry, target)

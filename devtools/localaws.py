@@ -36,3 +36,19 @@ def record_builds(session: Any, builds: list[dict[str, Any]]) -> None:
     session.events.register(
         "provide-client-params.codebuild.StartBuild", lambda params, **_: builds.append(copy.deepcopy(params))
     )
+
+
+def build_environment(params: dict[str, Any], session: Any) -> dict[str, str]:
+    """The variables a build started with `params` sees: PLAINTEXT as given, SECRETS_MANAGER resolved as CodeBuild
+    resolves `<secret arn>:<json key>` (from moto's Secrets Manager)."""
+    import json
+
+    env = {}
+    for variable in params["environmentVariablesOverride"]:
+        value = variable["value"]
+        if variable["type"] == "SECRETS_MANAGER":
+            arn, _, key = value.rpartition(":")
+            secret = session.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+            value = json.loads(secret)[key]
+        env[variable["name"]] = value
+    return env

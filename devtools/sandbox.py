@@ -29,7 +29,13 @@ sys.path.insert(0, str(ROOT / "lambda"))
 
 from devtools.buildspec import BuildRun, run_build_phase  # noqa: E402
 from devtools.images import Layout, push, write_image  # noqa: E402
-from devtools.localaws import LAMBDA_ENVIRONMENT, PROJECT, create_copy_project, record_builds  # noqa: E402
+from devtools.localaws import (  # noqa: E402
+    LAMBDA_ENVIRONMENT,
+    PROJECT,
+    build_environment,
+    create_copy_project,
+    record_builds,
+)
 from devtools.registries import (  # noqa: E402
     ECR_ACCOUNT_HOST,
     ECR_PASSWORD,
@@ -142,9 +148,15 @@ class Sandbox:
         """What CodeBuild would do: the buildspec's build phase with each build's MIRROR_IMAGES."""
         auth = auth_file(self.workdir / "auth.json", {self.ecr.location: (ECR_USER, ECR_PASSWORD)})
         runs = []
+        import boto3
+
         for build in self.builds:
-            (variable,) = build["environmentVariablesOverride"]
-            runs.append(run_build_phase(variable["value"], auth, cwd=self.workdir, ecr_registry=self.ecr.location))
+            env = build_environment(build, boto3.session.Session())
+            runs.append(
+                run_build_phase(
+                    env.pop("MIRROR_IMAGES"), auth, cwd=self.workdir, ecr_registry=self.ecr.location, extra_env=env
+                )
+            )
         return runs
 
     def close(self) -> None:

@@ -45,9 +45,12 @@ def lambda_context() -> FakeLambdaContext:
 
 
 @pytest.fixture(autouse=True)
-def _forget_cached_secrets() -> Iterator[None]:
-    from mirror import dockerhub
+def _forget_cached_parameters() -> Iterator[None]:
+    # Powertools' Parameters cache lives as long as the process, as it does in a warm Lambda container.
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS  # type: ignore[attr-defined]
 
-    dockerhub.forget()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    DEFAULT_PROVIDERS.clear()  # a provider's client belongs to the AWS endpoint of the test that made it
     yield
-    dockerhub.forget()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]

@@ -55,8 +55,9 @@ def start_build(
     backoff: float = 1.0,
     remaining_seconds: Callable[[], float],
     sleep: Callable[[float], None] = time.sleep,
+    extra: Sequence[dict[str, str]] = (),
 ) -> str:
-    """Start one build of `project` with MIRROR_IMAGES=payload; returns the build id."""
+    """Start one build of `project` with MIRROR_IMAGES=payload (and `extra` variables); returns the build id."""
     reason = "not attempted"
     for attempt in range(attempts):
         if attempt:
@@ -67,7 +68,10 @@ def start_build(
         try:
             response = codebuild.start_build(
                 projectName=project,
-                environmentVariablesOverride=[{"name": "MIRROR_IMAGES", "value": payload, "type": "PLAINTEXT"}],
+                environmentVariablesOverride=[
+                    {"name": "MIRROR_IMAGES", "value": payload, "type": "PLAINTEXT"},
+                    *extra,
+                ],
             )
             return str(response["build"]["id"])
         except ClientError as e:

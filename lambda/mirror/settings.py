@@ -89,6 +89,40 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
+#: the name prefix of REGISTRY_CREDENTIALS secrets: IAM grants GetSecretValue on it alone (ECR's pull-through cache
+#: does the same with ecr-pullthroughcache/), since a JSON map cannot become exact IAM resources
+SECRET_PREFIX = "ecr-mirror/"  # noqa: S105 (a name prefix, not a password)
+
+
+def _credentials_map(raw: str) -> dict[str, str]:
+    """REGISTRY_CREDENTIALS: `{"ghcr.io": "arn:aws:secretsmanager:…:secret:ecr-mirror/ghcr-AbCdEf"}`."""
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigurationError(f"REGISTRY_CREDENTIALS is not valid JSON: {e.msg}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigurationError("REGISTRY_CREDENTIALS must be a JSON object of registry host -> secret ARN")
+    found: dict[str, str] = {}
+    for host, arn in parsed.items():
+        if not isinstance(host, str) or not _HOST_RE.fullmatch(host) or not isinstance(arn, str):
+            raise ConfigurationError(f"REGISTRY_CREDENTIALS[{str(host)[:100]!r}] must map a registry host to an ARN")
+        if not _SECRET_ARN_RE.fullmatch(arn):
+            raise ConfigurationError(
+                f"REGISTRY_CREDENTIALS[{host!r}] is not the full ARN of a Secrets Manager secret "
+                "(…:secret:<name>-AbCdEf)"
+            )
+        if not arn.split(":secret:", 1)[1].startswith(SECRET_PREFIX):
+            raise ConfigurationError(
+                f"REGISTRY_CREDENTIALS[{host!r}]: the secret's name must start with {SECRET_PREFIX} (the function may "
+                "read only those)"
+            )
+        host = host.lower()
+        found[DOCKER_HUB if host == "index.docker.io" else host] = arn
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     codebuild_project: str
@@ -99,6 +133,7 @@ class Settings:
     request_timeout: float = 10.0
     registry_endpoints: Mapping[str, str] = field(default_factory=dict)
     dockerhub_secret_arn: str | None = None
+    registry_credentials: Mapping[str, str] = field(default_factory=dict)
     report_location: str | None = None
     source_registries: frozenset[str] = frozenset(DEFAULT_SOURCE_REGISTRIES)
 
@@ -143,6 +178,10 @@ class Settings:
                 "DOCKERHUB_SECRET_ARN is not the full ARN of a Secrets Manager secret (…:secret:<name>-AbCdEf)"
             )
 
+        credentials = _credentials_map(env.get("REGISTRY_CREDENTIALS", "").strip())
+        if secret and DOCKER_HUB in credentials:
+            raise ConfigurationError("docker.io has a secret in both DOCKERHUB_SECRET_ARN and REGISTRY_CREDENTIALS")
+
         sources = set(DEFAULT_SOURCE_REGISTRIES)
         raw_sources = env.get("SOURCE_REGISTRIES", "").strip()
         if raw_sources:
@@ -152,7 +191,7 @@ class Settings:
                     raise ConfigurationError(f"SOURCE_REGISTRIES: {host[:100]!r} is not a registry host")
                 if host:
                     sources.add(DOCKER_HUB if host.lower() == "index.docker.io" else host.lower())
-        sources |= set(endpoints)
+        sources |= set(endpoints) | set(credentials)
 
         report = env.get("REPORT_LOCATION", "").strip() or None
         if report and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/]*)?", report):
@@ -167,6 +206,7 @@ class Settings:
             request_timeout=_float(env, "REQUEST_TIMEOUT_SECONDS", 10.0, 0.1, 120.0),
             registry_endpoints=endpoints,
             dockerhub_secret_arn=secret,
+            registry_credentials=credentials,
             source_registries=frozenset(sources),
             report_location=report,
         )

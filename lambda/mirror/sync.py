@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import report as reports
 from .codebuild import BuildStartError, mirror_images, start_build
-from .dockerhub import credential as dockerhub_credential
+from .credentials import build_logins, registry_credentials
 from .ecr import SOURCE_TAG, aws_error, claim_repository, registry_auth
 from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Status, batches, plan
@@ -313,9 +313,13 @@ def apply_plan(
             outcome = Outcome(error=NOT_STARTED_REASON)
         else:
             payload = mirror_images(batch, client.location, client.location(ecr_host))
+            hosts = {c.source.registry for c in batch if c.source.registry in settings.registry_credentials}
+            logins = build_logins({h: client.location(h) for h in hosts}, settings)
             started = time.monotonic()
             try:
-                build = start_build(aws.codebuild, settings.codebuild_project, payload, remaining_seconds=budget.left)
+                build = start_build(
+                    aws.codebuild, settings.codebuild_project, payload, remaining_seconds=budget.left, extra=logins
+                )
                 outcome = Outcome(build=build)
                 builds += 1
             except BuildStartError as e:
@@ -353,9 +357,7 @@ def run(
     run_id = run_id or str(uuid.uuid4())
     ecr_host, ecr_credential = registry_auth(aws.ecr)
     loaded = load_entries(request, settings, aws, package_dir, ecr_host)
-    credentials: dict[str, Credential] = {}
-    if settings.dockerhub_secret_arn:
-        credentials[DOCKER_HUB] = dockerhub_credential(aws.secrets, settings.dockerhub_secret_arn)
+    credentials = registry_credentials(settings)
     credentials[ecr_host] = ecr_credential
     place = Place.of(settings.report_location) if settings.report_location else None
 

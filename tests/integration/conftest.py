@@ -132,8 +132,7 @@ class Mirror:
         """The MIRROR_IMAGES of each captured StartBuild call."""
         out = []
         for build in self.builds:
-            (variable,) = build["environmentVariablesOverride"]
-            assert variable["name"] == "MIRROR_IMAGES"
+            (variable,) = [v for v in build["environmentVariablesOverride"] if v["name"] == "MIRROR_IMAGES"]
             assert variable["type"] == "PLAINTEXT"
             out.append(json.loads(variable["value"]))
         return out

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.buildspec import run_build_phase
 from devtools.images import push, write_image
-from devtools.registries import Registry, TokenServer
+from devtools.localaws import build_environment
+from devtools.registries import ECR_PASSWORD, ECR_USER, Registry, TokenServer, auth_file
 from tests.integration.conftest import Mirror
 
 
@@ -146,3 +148,69 @@ def test_a_dry_run_reports_the_same_refusal_and_writes_nothing(mirror: Mirror) -
     assert legacy["status"] == "missing"
     assert source_tag(mirror, f"mirror/{mirror.image('legacy')}") is None  # a dry run adopts nothing
     assert len(mirror.builds) == builds_before
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Iterator[Registry]:
+    """A company registry with Basic auth (its own user), reached as registry.corp.example."""
+    registry = Registry(tmp_path / "private", basic=("corp-user", "corp-s3cret-password"))
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+def test_a_private_source_with_its_own_secret_is_checked_and_copied(
+    mirror: Mirror, private: Registry, tmp_path: Path
+) -> None:
+    layout = write_image(mirror.workdir / "corp", "corp app")
+    push(layout, f"{private.location}/team/app:1", creds="corp-user:corp-s3cret-password")
+    mirror.seed("public", "p", tag="1")
+    secrets = mirror.session.client("secretsmanager")
+    arn = secrets.create_secret(
+        Name="ecr-mirror/corp", SecretString=json.dumps({"username": "corp-user", "password": "corp-s3cret-password"})
+    )["ARN"]
+    endpoints = json.loads(mirror.env["REGISTRY_ENDPOINTS"]) | {"registry.corp.example": private.url}
+    mirror.env["REGISTRY_ENDPOINTS"] = json.dumps(endpoints)
+    images = ["registry.corp.example/team/app:1", f"{mirror.image('public')}:1"]
+    tokens_before = len(mirror.registries.tokens.requests)
+
+    without = mirror.invoke({"images": images, "dryRun": True})
+    assert without["images"][0]["status"] == "failed"
+    assert "requires credentials and none are configured for registry.corp.example" in without["images"][0]["error"]
+
+    mirror.env["REGISTRY_CREDENTIALS"] = json.dumps({"registry.corp.example": arn})
+    report = mirror.invoke({"images": images})
+
+    corp, public = report["images"]
+    assert corp["status"] == "missing"
+    assert corp["sourceDigest"] == layout.digest
+    assert public["status"] == "missing"
+    # the corp credential went to the corp registry only: Docker Hub's token service saw no user
+    assert all(r.username is None for r in mirror.registries.tokens.requests[tokens_before:])
+    (build,) = mirror.builds
+    logins = {v["name"]: v for v in build["environmentVariablesOverride"] if v["name"].startswith("REGISTRY_LOGIN")}
+    assert logins == {
+        "REGISTRY_LOGIN_1_HOST": {"name": "REGISTRY_LOGIN_1_HOST", "value": private.location, "type": "PLAINTEXT"},
+        "REGISTRY_LOGIN_1_USERNAME": {
+            "name": "REGISTRY_LOGIN_1_USERNAME",
+            "value": f"{arn}:username",
+            "type": "SECRETS_MANAGER",
+        },
+        "REGISTRY_LOGIN_1_PASSWORD": {
+            "name": "REGISTRY_LOGIN_1_PASSWORD",
+            "value": f"{arn}:password",
+            "type": "SECRETS_MANAGER",
+        },
+    }
+    assert "corp-s3cret-password" not in json.dumps(report) + json.dumps(mirror.builds)
+
+    # The build, as CodeBuild runs it: the secret resolved into its variables, the copy logged in with them.
+    env = build_environment(build, mirror.session)
+    auth = auth_file(tmp_path / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
+    run = run_build_phase(
+        env.pop("MIRROR_IMAGES"), auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location, extra_env=env
+    )
+    assert run.returncode == 0, run.output
+    assert len(run.lines("COPIED")) == 2
+    assert "corp-s3cret-password" not in run.output

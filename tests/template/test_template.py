@@ -13,6 +13,8 @@ from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parents[2]
 Resource = dict[str, Any]
+# the REGISTRY_CREDENTIALS secrets: a name prefix, as the function enforces (settings.SECRET_PREFIX)
+SECRETS = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ecr-mirror/*"}
 
 
 class _NoManagedPolicies:
@@ -112,6 +114,7 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
         ),
         "TracingAllowsNoResource": (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
         "ReadDockerHubSecret": ("secretsmanager:GetSecretValue", {"Ref": "DockerHubSecretArn"}),
+        "ReadRegistrySecrets": ("secretsmanager:GetSecretValue", SECRETS),
         "DecryptListAndSecretWithTheNamedKey": ("kms:Decrypt", {"Ref": "KmsKeyArn"}),
     }
     got = {s["Sid"]: (s["Action"], s["Resource"]) for s in statements(role)}
@@ -148,6 +151,7 @@ def test_copy_role_may_only_push_under_the_prefix(cfn: dict[str, Any]) -> None:
             {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${TargetPrefix}/*"},
         ),
         "ReadDockerHubSecret": ("secretsmanager:GetSecretValue", {"Ref": "DockerHubSecretArn"}),
+        "ReadRegistrySecrets": ("secretsmanager:GetSecretValue", SECRETS),
         "DecryptSecretWithTheNamedKey": ("kms:Decrypt", {"Ref": "KmsKeyArn"}),
     }
     (kms,) = [s for s in statements(role) if s["Action"] == "kms:Decrypt"]

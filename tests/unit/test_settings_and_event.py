@@ -99,3 +99,37 @@ def test_events(event: object, expected: RunRequest) -> None:
 def test_wrong_event_types_are_rejected(event: object, reason: str) -> None:
     with pytest.raises(InvalidEventError, match=reason):
         parse_event(event)
+
+
+GHCR = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-mirror/ghcr-AbCdEf"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("{", "REGISTRY_CREDENTIALS is not valid JSON"),
+        ('["ghcr.io"]', "must be a JSON object"),
+        (json.dumps({"bad host!": GHCR}), "must map a registry host"),
+        (json.dumps({"ghcr.io": GHCR.removesuffix("-AbCdEf")}), "full ARN"),
+        (
+            json.dumps({"ghcr.io": "arn:aws:secretsmanager:us-east-1:123456789012:secret:other/ghcr-AbCdEf"}),
+            "must start with ecr-mirror/",
+        ),
+    ],
+)
+def test_bad_registry_credentials_are_a_configuration_error(value: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=reason):
+        Settings.from_env(BASE | {"REGISTRY_CREDENTIALS": value})
+
+
+def test_a_host_with_credentials_is_an_allowed_source() -> None:
+    s = Settings.from_env(BASE | {"REGISTRY_CREDENTIALS": json.dumps({"Registry.Corp.Example": GHCR})})
+    assert s.registry_credentials == {"registry.corp.example": GHCR}
+    assert "registry.corp.example" in s.source_registries
+
+
+def test_docker_hub_may_not_have_two_secrets() -> None:
+    with pytest.raises(ConfigurationError, match="both DOCKERHUB_SECRET_ARN and REGISTRY_CREDENTIALS"):
+        Settings.from_env(
+            BASE | {"DOCKERHUB_SECRET_ARN": GHCR, "REGISTRY_CREDENTIALS": json.dumps({"docker.io": GHCR})}
+        )
