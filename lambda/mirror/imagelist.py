@@ -34,10 +34,6 @@ class S3Reader(Protocol):
     def get_object(self, **kwargs: Any) -> Any: ...
 
 
-class SsmReader(Protocol):
-    def get_parameter(self, **kwargs: Any) -> Any: ...
-
-
 @dataclass(frozen=True)
 class TagSet:
     """A list entry's tag rule: evaluated against the source's tag list on every run, then expanded."""
@@ -79,8 +75,13 @@ class _Failed:
     reason: str
 
 
-def load_text(spec: str, *, package_dir: Path, s3: S3Reader | None = None, ssm: SsmReader | None = None) -> str:
-    """Read the list named by IMAGE_LIST: `s3://bucket/key`, `ssm:/name` or a path inside the function package."""
+#: seconds a warm container reuses a list read from SSM (Powertools' cache) before reading it again
+SSM_MAX_AGE = 60
+
+
+def load_text(spec: str, *, package_dir: Path, s3: S3Reader | None = None) -> str:
+    """Read the list named by IMAGE_LIST: `s3://bucket/key`, `ssm:/name` (a String or SecureString, through
+    Powertools' Parameters utility) or a path inside the function package."""
     try:
         if spec.startswith("s3://"):
             bucket, _, key = spec[len("s3://") :].partition("/")
@@ -88,8 +89,13 @@ def load_text(spec: str, *, package_dir: Path, s3: S3Reader | None = None, ssm: 
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_LIST_BYTES + 1)
             return _decode(body, spec)
         if spec.startswith("ssm:"):
-            assert ssm is not None
-            return str(ssm.get_parameter(Name=spec[len("ssm:") :], WithDecryption=True)["Parameter"]["Value"])
+            from aws_lambda_powertools.utilities import parameters
+            from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+            try:
+                return str(parameters.get_parameter(spec[len("ssm:") :], decrypt=True, max_age=SSM_MAX_AGE))
+            except GetParameterError as e:  # Powertools wraps the SDK's error without chaining it
+                raise (e.__context__ if isinstance(e.__context__, Exception) else e) from None
         path = (package_dir / spec).resolve()
         with path.open("rb") as f:
             return _decode(f.read(MAX_LIST_BYTES + 1), spec)

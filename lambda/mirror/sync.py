@@ -68,13 +68,11 @@ def parse_event(event: object) -> RunRequest:
 
 @dataclass(frozen=True)
 class Aws:
-    """The AWS clients of one run."""
+    """The AWS clients of one run (secrets and SSM parameters are read through Powertools' Parameters utility)."""
 
     ecr: Any
     codebuild: Any
     s3: Any
-    ssm: Any
-    secrets: Any
 
     @classmethod
     def from_session(cls, session: Any) -> Aws:
@@ -87,8 +85,6 @@ class Aws:
             ecr=session.client("ecr", config=config),
             codebuild=session.client("codebuild", config=once),
             s3=session.client("s3", config=config),
-            ssm=session.client("ssm", config=config),
-            secrets=session.client("secretsmanager", config=config),
         )
 
 
@@ -108,7 +104,7 @@ def load_entries(
     if request.images is not None:
         images = check_entries(request.images, "event")
     else:
-        text = load_text(settings.image_list, package_dir=package_dir, s3=aws.s3, ssm=aws.ssm)
+        text = load_text(settings.image_list, package_dir=package_dir, s3=aws.s3)
         images = parse_document(text, settings.image_list)
     sources = settings.source_registries - {ecr_host}
     return Loaded(images, parse_entries(images, settings.target_prefix, sources), frozenset(sources))

@@ -262,11 +262,11 @@ def test_list_from_s3(mirror: Mirror) -> None:
     assert report["images"][0]["status"] == "missing"
 
 
-def test_list_from_ssm(mirror: Mirror) -> None:
+def test_list_from_an_ssm_secure_string(mirror: Mirror) -> None:
     mirror.seed("nginx", "v1")
     mirror.session.client("ssm").put_parameter(
         Name="/mirror/images",
-        Type="String",
+        Type="SecureString",  # decrypted through Powertools get_parameter
         Value=f"images:\n  - source: {mirror.image('nginx')}\n    target: mirror/web\n",
     )
     mirror.env["IMAGE_LIST"] = "ssm:/mirror/images"
