@@ -32,11 +32,22 @@ Checked = tuple[str, str, str, str, str, str]
 DEFAULT_TIMEOUT = 900
 
 
-def target_pattern(registry: str, prefix: str) -> re.Pattern[str] | None:
-    """Targets this build may write: this account's registry, under the stack's prefix, nowhere else."""
-    if not re.fullmatch(HOST, registry or "") or not re.fullmatch(PATH, prefix or ""):
+def target_pattern(registry: str, prefix: str, upstream: str = "") -> re.Pattern[str] | None:
+    """Targets this build may write: this account's registry, under the stack's prefix or one of the prefixes of
+    UPSTREAM_PREFIXES (a JSON object of registry host -> prefix, as the function reads it), nowhere else."""
+    prefixes = [prefix]
+    if upstream.strip():
+        try:
+            mapped = json.loads(upstream)
+        except ValueError:
+            return None
+        if not isinstance(mapped, dict) or not all(isinstance(p, str) for p in mapped.values()):
+            return None
+        prefixes += [p.strip("/") for p in mapped.values()]
+    if not re.fullmatch(HOST, registry or "") or not all(re.fullmatch(PATH, p or "") for p in prefixes):
         return None
-    return re.compile(rf"({re.escape(registry)})/({re.escape(prefix)}/{PATH}):({TAG})")
+    under = "|".join(re.escape(p) for p in prefixes)
+    return re.compile(rf"({re.escape(registry)})/((?:{under})/{PATH}):({TAG})")
 
 
 def tls(host: str) -> str:
@@ -142,9 +153,14 @@ def log_in(environ: dict[str, str], timeout: int) -> list[str]:
 
 
 def main() -> int:
-    target = target_pattern(os.environ.get("ECR_REGISTRY", ""), os.environ.get("TARGET_PREFIX", ""))
+    target = target_pattern(
+        os.environ.get("ECR_REGISTRY", ""), os.environ.get("TARGET_PREFIX", ""), os.environ.get("UPSTREAM_PREFIXES", "")
+    )
     if target is None:
-        print("FAILED: ECR_REGISTRY and TARGET_PREFIX must name this account's registry and the mirror's prefix")
+        print(
+            "FAILED: ECR_REGISTRY and TARGET_PREFIX (and UPSTREAM_PREFIXES) must name this account's registry and "
+            "the mirror's prefixes"
+        )
         return 1
     try:
         timeout = int(os.environ.get("COPY_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT)

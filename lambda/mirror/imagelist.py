@@ -11,10 +11,10 @@ import yaml
 
 from .references import (
     ImageRef,
+    Naming,
     ReferenceError,
     Target,
     check_repository_name,
-    default_target,
     has_tag_or_digest,
     parse_reference,
     parse_target,
@@ -217,10 +217,11 @@ def _allowed(source: ImageRef, sources: Collection[str] | None) -> None:
         )
 
 
-def _under_prefix(repository: str, prefix: str) -> None:
-    if not repository.startswith(prefix + "/"):
+def _under_prefix(repository: str, naming: Naming) -> None:
+    if not naming.allows(repository):
+        shown = ", ".join(f"'{p}/'" for p in naming.prefixes)
         raise ReferenceError(
-            f"target repository {repository!r} is outside the mirror prefix '{prefix}/' (the deployment may write only "
+            f"target repository {repository!r} is outside the mirror prefix {shown} (the deployment may write only "
             "there)"
         )
 
@@ -230,11 +231,17 @@ def _unknown_keys(raw: dict[object, object], allowed: tuple[str, ...]) -> list[s
 
 
 def parse_entry(
-    index: int, raw: object, prefix: str, sources: Collection[str] | None = None, *, number: int | None = None
+    index: int,
+    raw: object,
+    prefix: str | Naming,
+    sources: Collection[str] | None = None,
+    *,
+    number: int | None = None,
 ) -> Entry:
     """Validate one entry: a reference string, a mapping {source, target}, or a tag set {source, tags, target};
     its registry must be one of `sources` (when given). `number` is its place in the user's list."""
     number = number or index + 1
+    naming = Naming.of(prefix)
     if isinstance(raw, _Failed):
         return Entry(index, raw.text, number=number, failure=raw.reason)
     if isinstance(raw, dict):
@@ -246,7 +253,7 @@ def parse_entry(
             expected = "'source', 'tags' and 'target'" if "tags" in raw else "'source' and 'target'"
             return Entry(index, _shown(raw), number=number, error=f"entry {number}: {why} (expected {expected})")
         if "tags" in raw:
-            return _parse_tag_set(index, raw, prefix, sources, number)
+            return _parse_tag_set(index, raw, naming, sources, number)
         source_raw, target_raw = raw["source"], raw.get("target")
     elif isinstance(raw, str):
         source_raw, target_raw = raw, None
@@ -262,17 +269,17 @@ def parse_entry(
         source = parse_reference(source_raw)
         _allowed(source, sources)
         if target_raw is None:
-            target = default_target(source, prefix)
+            target = naming.default_target(source)
         else:
             target = parse_target(target_raw, default_tag=source.tag)
-            _under_prefix(target.repository, prefix)
+            _under_prefix(target.repository, naming)
     except ReferenceError as e:
         return Entry(index, shown, number=number, error=f"entry {number} ({shown!r}): {e}")
     return Entry(index, str(source), source=source, target=target, number=number)
 
 
 def _parse_tag_set(
-    index: int, raw: dict[object, object], prefix: str, sources: Collection[str] | None, number: int
+    index: int, raw: dict[object, object], naming: Naming, sources: Collection[str] | None, number: int
 ) -> Entry:
     """`{source: nginx, tags: {semver: ">=1.26"}, target: mirror/web}`: a repository, a rule, an optional target
     repository (each selected tag keeps its own name)."""
@@ -284,12 +291,12 @@ def _parse_tag_set(
             raise ReferenceError("a tag set's source is a repository, without a tag or digest (the rule picks tags)")
         _allowed(source, sources)
         if target_raw is None:
-            repository = default_target(source, prefix).repository
+            repository = naming.default_target(ImageRef(source.registry, source.repository, "x")).repository
         else:
             if not isinstance(target_raw, str) or has_tag_or_digest(target_raw):
                 raise ReferenceError("a tag set's target is a repository, without a tag (each tag keeps its name)")
             repository = check_repository_name(target_raw)
-            _under_prefix(repository, prefix)
+            _under_prefix(repository, naming)
         rule = parse_rule(raw["tags"])
     except (ReferenceError, RuleError) as e:
         return Entry(index, shown, number=number, error=f"entry {number} ({shown!r}): {e}")
@@ -300,7 +307,7 @@ def _parse_tag_set(
 
 def parse_entries(
     images: Sequence[object],
-    prefix: str,
+    prefix: str | Naming,
     sources: Collection[str] | None = None,
     *,
     numbers: Sequence[int] | None = None,
@@ -351,7 +358,7 @@ def expand_tag_sets(
     images: Sequence[object],
     entries: Sequence[Entry],
     listings: Mapping[int, list[str] | str],
-    prefix: str,
+    prefix: str | Naming,
     sources: Collection[str] | None = None,
 ) -> list[Entry]:
     """The list with each tag set replaced by the tags its rule selects from `listings` (entry index -> the tags,

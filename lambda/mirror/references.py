@@ -176,6 +176,36 @@ def parse_target(text: object, *, default_tag: str | None) -> Target:
     return Target(check_repository_name(repository), tag)
 
 
+@dataclass(frozen=True)
+class Naming:
+    """Where images go in ECR: `<prefix>/<path>` for Docker Hub, `<prefix>/<host>/<path>` for other registries, and
+    `<upstream prefix>/<path>` for a registry mapped in UPSTREAM_PREFIXES (the names ECR's pull-through cache gives,
+    `ghcr/org/app`, for teams migrating from one)."""
+
+    prefix: str
+    upstream: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, prefix: str | Naming) -> Naming:
+        return prefix if isinstance(prefix, Naming) else cls(prefix)
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """Every prefix the mirror writes under."""
+        return (self.prefix, *(p for _, p in self.upstream))
+
+    def allows(self, repository: str) -> bool:
+        return any(repository.startswith(p + "/") for p in self.prefixes)
+
+    def default_target(self, source: ImageRef) -> Target:
+        mapped = dict(self.upstream).get(source.registry)
+        if mapped is None:
+            return default_target(source, self.prefix)
+        if source.tag is None:
+            raise ReferenceError("a source pinned only by digest needs a target with a tag (untagged images expire)")
+        return Target(check_repository_name(f"{mapped}/{source.repository}"), source.tag)
+
+
 def default_target(source: ImageRef, prefix: str) -> Target:
     """`<prefix>/<path>` for Docker Hub, `<prefix>/<host>/<path>` elsewhere; the source's tag."""
     if source.registry == DOCKER_HUB:

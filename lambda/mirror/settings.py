@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .references import DOCKER_HUB, DOMAIN, ECR_REPOSITORY
+from .references import DOCKER_HUB, DOMAIN, ECR_REPOSITORY, Naming
 
 _PREFIX_RE = re.compile(ECR_REPOSITORY)
 _HOST_RE = re.compile(DOMAIN)
@@ -123,6 +123,38 @@ def _credentials_map(raw: str) -> dict[str, str]:
     return found
 
 
+def _upstream_prefixes(raw: str, target_prefix: str) -> dict[str, str]:
+    """UPSTREAM_PREFIXES: `{"ghcr.io": "ghcr", "quay.io": "quay"}`, ECR pull-through cache's names. Prefixes may not
+    overlap each other or TARGET_PREFIX: each repository name must belong to one naming rule."""
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigurationError(f"UPSTREAM_PREFIXES is not valid JSON: {e.msg}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigurationError("UPSTREAM_PREFIXES must be a JSON object of registry host -> repository prefix")
+    found: dict[str, str] = {}
+    taken = [target_prefix]
+    for host, mapped in parsed.items():
+        if not isinstance(host, str) or not _HOST_RE.fullmatch(host) or not isinstance(mapped, str):
+            raise ConfigurationError(f"UPSTREAM_PREFIXES[{str(host)[:100]!r}] must map a registry host to a prefix")
+        host = host.lower()
+        if host in (DOCKER_HUB, "index.docker.io"):
+            raise ConfigurationError("UPSTREAM_PREFIXES: Docker Hub images go under TARGET_PREFIX (set it instead)")
+        mapped = mapped.strip("/")
+        if not _PREFIX_RE.fullmatch(mapped) or len(mapped) > 200:
+            raise ConfigurationError(
+                f"UPSTREAM_PREFIXES[{host!r}]: {mapped[:100]!r} is not a valid ECR repository prefix"
+            )
+        for other in taken:
+            if f"{mapped}/".startswith(f"{other}/") or f"{other}/".startswith(f"{mapped}/"):
+                raise ConfigurationError(f"UPSTREAM_PREFIXES[{host!r}]: {mapped!r} overlaps the prefix {other!r}")
+        taken.append(mapped)
+        found[host] = mapped
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     codebuild_project: str
@@ -134,8 +166,13 @@ class Settings:
     registry_endpoints: Mapping[str, str] = field(default_factory=dict)
     dockerhub_secret_arn: str | None = None
     registry_credentials: Mapping[str, str] = field(default_factory=dict)
+    upstream_prefixes: Mapping[str, str] = field(default_factory=dict)
     report_location: str | None = None
     source_registries: frozenset[str] = frozenset(DEFAULT_SOURCE_REGISTRIES)
+
+    @property
+    def naming(self) -> Naming:
+        return Naming(self.target_prefix, tuple(sorted(self.upstream_prefixes.items())))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -182,6 +219,8 @@ class Settings:
         if secret and DOCKER_HUB in credentials:
             raise ConfigurationError("docker.io has a secret in both DOCKERHUB_SECRET_ARN and REGISTRY_CREDENTIALS")
 
+        upstream = _upstream_prefixes(env.get("UPSTREAM_PREFIXES", "").strip(), prefix)
+
         sources = set(DEFAULT_SOURCE_REGISTRIES)
         raw_sources = env.get("SOURCE_REGISTRIES", "").strip()
         if raw_sources:
@@ -207,6 +246,7 @@ class Settings:
             registry_endpoints=endpoints,
             dockerhub_secret_arn=secret,
             registry_credentials=credentials,
+            upstream_prefixes=upstream,
             source_registries=frozenset(sources),
             report_location=report,
         )

@@ -107,7 +107,7 @@ def load_entries(
         text = load_text(settings.image_list, package_dir=package_dir, s3=aws.s3)
         images = parse_document(text, settings.image_list)
     sources = settings.source_registries - {ecr_host}
-    return Loaded(images, parse_entries(images, settings.target_prefix, sources), frozenset(sources))
+    return Loaded(images, parse_entries(images, settings.naming, sources), frozenset(sources))
 
 
 def list_tag_sets(
@@ -437,7 +437,7 @@ def _sync(
     try:
         if tag_sets:
             listings = list_tag_sets(entries, client, concurrency=settings.max_concurrency, log=log)
-            entries = expand_tag_sets(loaded.images, entries, listings, settings.target_prefix, loaded.sources)
+            entries = expand_tag_sets(loaded.images, entries, listings, settings.naming, loaded.sources)
             budget.entries(len(entries))
         keys = {e.index: identity(str(e.source), str(e.target)) for e in entries if e.valid}
         checks = check_images(

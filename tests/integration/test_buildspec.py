@@ -230,3 +230,20 @@ def test_a_copy_that_times_out_fails_and_the_next_entries_still_run(mirror: Mirr
     assert len(run.lines("COPIED")) == 1
     assert ecr_digest(mirror, f"mirror/{mirror.image('fine')}", "1") == fine.digest
     assert "1 copied, 1 failed" in run.output
+
+
+def test_targets_under_the_upstream_prefixes_are_written_and_no_others(
+    mirror: Mirror, auth: Path, tmp_path: Path
+) -> None:
+    good = mirror.seed("pulled", "p", tag="1")
+    ecr = mirror.registries.ecr.location
+    under_quay = dict(entry(mirror, "pulled", good.digest, "1"), target=f"{ecr}/quay/{mirror.image('pulled')}:1")
+
+    refused = run_build_phase([under_quay], auth, cwd=tmp_path, ecr_registry=ecr)
+    copied = run_build_phase(
+        [under_quay], auth, cwd=tmp_path, ecr_registry=ecr, extra_env={"UPSTREAM_PREFIXES": '{"quay.io": "quay"}'}
+    )
+
+    assert refused.lines("REFUSED entry 1: target is not")
+    assert copied.lines("COPIED"), copied.output
+    assert ecr_digest(mirror, f"quay/{mirror.image('pulled')}", "1") == good.digest

@@ -214,3 +214,22 @@ def test_a_private_source_with_its_own_secret_is_checked_and_copied(
     assert run.returncode == 0, run.output
     assert len(run.lines("COPIED")) == 2
     assert "corp-s3cret-password" not in run.output
+
+
+def test_upstream_prefixes_name_the_repository_and_record_its_source(mirror: Mirror) -> None:
+    mirror.seed_plain("other", "o", tag="1")
+    mirror.env["UPSTREAM_PREFIXES"] = json.dumps({"quay.io": "quay"})
+
+    report = mirror.invoke({"images": [f"quay.io/{mirror.image('other')}:1"]})
+
+    (image,) = report["images"]
+    assert image["status"] == "missing"
+    assert image["target"].endswith(f"/quay/{mirror.image('other')}:1")
+    assert source_tag(mirror, f"quay/{mirror.image('other')}") == f"quay.io/{mirror.image('other')}"
+    ecr = mirror.session.client("ecr")
+    arn = ecr.describe_repositories(repositoryNames=[f"quay/{mirror.image('other')}"])["repositories"][0][
+        "repositoryArn"
+    ]
+    assert {"Key": "managed-by", "Value": "ecr-mirror"} in ecr.list_tags_for_resource(resourceArn=arn)["tags"]
+    (batch,) = mirror.mirror_images()
+    assert batch[0]["target"].split("/", 1)[1] == f"quay/{mirror.image('other')}:1"

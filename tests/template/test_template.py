@@ -15,6 +15,18 @@ ROOT = Path(__file__).resolve().parents[2]
 Resource = dict[str, Any]
 # the REGISTRY_CREDENTIALS secrets: a name prefix, as the function enforces (settings.SECRET_PREFIX)
 SECRETS = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ecr-mirror/*"}
+ANY_REPOSITORY = {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*"}
+TAGGED = {"StringEquals": {"aws:ResourceTag/managed-by": "ecr-mirror"}}
+TAGGED_ON_CREATE = {"StringEquals": {"aws:RequestTag/managed-by": "ecr-mirror"}}
+PUSH = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+]
 
 
 class _NoManagedPolicies:
@@ -103,6 +115,11 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
             ],
             repositories,
         ),
+        "CreateTaggedRepositoriesUnderUpstreamPrefixes": ("ecr:CreateRepository", ANY_REPOSITORY),
+        "ManageTaggedRepositories": (
+            ["ecr:BatchGetImage", "ecr:ListTagsForResource", "ecr:PutLifecyclePolicy", "ecr:TagResource"],
+            ANY_REPOSITORY,
+        ),
         "StartTheCopyProjectOnly": ("codebuild:StartBuild", {"Fn::GetAtt": ["CopyProject", "Arn"]}),
         "ReadImageLists": ("s3:GetObject", {"Fn::Sub": "${MirrorBucket.Arn}/lists/*"}),
         "WriteRunReportsAndState": ("s3:PutObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/*"}),
@@ -119,6 +136,10 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
     }
     got = {s["Sid"]: (s["Action"], s["Resource"]) for s in statements(role)}
     assert got == expected
+    # Under UpstreamPrefixes (a JSON map, no prefix ARNs): only repositories the function tags, and tagged ones.
+    by_sid = {s["Sid"]: s for s in statements(role)}
+    assert by_sid["CreateTaggedRepositoriesUnderUpstreamPrefixes"]["Condition"] == TAGGED_ON_CREATE
+    assert by_sid["ManageTaggedRepositories"]["Condition"] == TAGGED
     (kms,) = [s for s in statements(role) if s["Action"] == "kms:Decrypt"]
     assert kms["Condition"] == {
         "StringEquals": {
@@ -150,10 +171,13 @@ def test_copy_role_may_only_push_under_the_prefix(cfn: dict[str, Any]) -> None:
             ],
             {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${TargetPrefix}/*"},
         ),
+        "PushToTaggedRepositories": (PUSH, ANY_REPOSITORY),
         "ReadDockerHubSecret": ("secretsmanager:GetSecretValue", {"Ref": "DockerHubSecretArn"}),
         "ReadRegistrySecrets": ("secretsmanager:GetSecretValue", SECRETS),
         "DecryptSecretWithTheNamedKey": ("kms:Decrypt", {"Ref": "KmsKeyArn"}),
     }
+    (tagged,) = [s for s in statements(role) if s["Sid"] == "PushToTaggedRepositories"]
+    assert tagged["Condition"] == TAGGED
     (kms,) = [s for s in statements(role) if s["Action"] == "kms:Decrypt"]
     assert kms["Condition"] == {
         "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
@@ -221,6 +245,7 @@ def test_the_copy_project_knows_where_it_may_write(cfn: dict[str, Any]) -> None:
         if "Name" in v
     }
     assert variables["TARGET_PREFIX"] == {"Ref": "TargetPrefix"}
+    assert variables["UPSTREAM_PREFIXES"] == {"Ref": "UpstreamPrefixes"}
     assert variables["ECR_REGISTRY"] == {"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com"}
     assert int(variables["COPY_TIMEOUT_SECONDS"]) <= 60 * 60
 

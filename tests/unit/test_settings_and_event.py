@@ -133,3 +133,43 @@ def test_docker_hub_may_not_have_two_secrets() -> None:
         Settings.from_env(
             BASE | {"DOCKERHUB_SECRET_ARN": GHCR, "REGISTRY_CREDENTIALS": json.dumps({"docker.io": GHCR})}
         )
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("{", "UPSTREAM_PREFIXES is not valid JSON"),
+        (json.dumps({"docker.io": "hub"}), "Docker Hub images go under TARGET_PREFIX"),
+        (json.dumps({"ghcr.io": "Ghcr"}), "not a valid ECR repository prefix"),
+        (json.dumps({"ghcr.io": "mirror/ghcr"}), "overlaps the prefix 'mirror'"),
+        (json.dumps({"ghcr.io": "reg", "quay.io": "reg/quay"}), "overlaps the prefix 'reg'"),
+    ],
+)
+def test_bad_upstream_prefixes_are_a_configuration_error(value: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=reason):
+        Settings.from_env(BASE | {"UPSTREAM_PREFIXES": value})
+
+
+def test_upstream_prefixes_name_images_as_a_pull_through_cache_does() -> None:
+    from mirror.imagelist import parse_entries
+
+    s = Settings.from_env(BASE | {"UPSTREAM_PREFIXES": json.dumps({"GHCR.io": "ghcr/"}), "TARGET_PREFIX": "docker-hub"})
+    assert s.upstream_prefixes == {"ghcr.io": "ghcr"}
+    entries = parse_entries(
+        [
+            "ghcr.io/org/app:v1",
+            "nginx:1.27",
+            "quay.io/org/x:1",
+            {"source": "ghcr.io/org/app:v2", "target": "ghcr/other:v2"},
+            {"source": "ghcr.io/org/app:v3", "target": "elsewhere/app:v3"},
+        ],
+        s.naming,
+    )
+    assert [str(e.target) for e in entries[:4]] == [
+        "ghcr/org/app:v1",
+        "docker-hub/library/nginx:1.27",
+        "docker-hub/quay.io/org/x:1",
+        "ghcr/other:v2",
+    ]
+    assert entries[4].error is not None
+    assert "outside the mirror prefix 'docker-hub/', 'ghcr/'" in entries[4].error
