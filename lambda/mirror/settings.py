@@ -94,20 +94,29 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
 SECRET_PREFIX = "ecr-mirror/"  # noqa: S105 (a name prefix, not a password)
 
 
-def _credentials_map(raw: str) -> dict[str, str]:
-    """REGISTRY_CREDENTIALS: `{"ghcr.io": "arn:aws:secretsmanager:…:secret:ecr-mirror/ghcr-AbCdEf"}`."""
+def _host_map(raw: str, name: str, values: str) -> dict[str, str]:
+    """A setting that is a JSON object of registry host -> string (hosts lower case, index.docker.io as docker.io)."""
     if not raw:
         return {}
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ConfigurationError(f"REGISTRY_CREDENTIALS is not valid JSON: {e.msg}") from None
+        raise ConfigurationError(f"{name} is not valid JSON: {e.msg}") from None
     if not isinstance(parsed, dict):
-        raise ConfigurationError("REGISTRY_CREDENTIALS must be a JSON object of registry host -> secret ARN")
+        raise ConfigurationError(f"{name} must be a JSON object of registry host -> {values}")
     found: dict[str, str] = {}
-    for host, arn in parsed.items():
-        if not isinstance(host, str) or not _HOST_RE.fullmatch(host) or not isinstance(arn, str):
-            raise ConfigurationError(f"REGISTRY_CREDENTIALS[{str(host)[:100]!r}] must map a registry host to an ARN")
+    for host, value in parsed.items():
+        if not isinstance(host, str) or not _HOST_RE.fullmatch(host) or not isinstance(value, str):
+            raise ConfigurationError(f"{name}[{str(host)[:100]!r}] must map a registry host to {values}")
+        host = host.lower()
+        found[DOCKER_HUB if host == "index.docker.io" else host] = value
+    return found
+
+
+def _credentials_map(raw: str) -> dict[str, str]:
+    """REGISTRY_CREDENTIALS: `{"ghcr.io": "arn:aws:secretsmanager:…:secret:ecr-mirror/ghcr-AbCdEf"}`."""
+    found = _host_map(raw, "REGISTRY_CREDENTIALS", "a secret ARN")
+    for host, arn in found.items():
         if not _SECRET_ARN_RE.fullmatch(arn):
             raise ConfigurationError(
                 f"REGISTRY_CREDENTIALS[{host!r}] is not the full ARN of a Secrets Manager secret "
@@ -118,29 +127,16 @@ def _credentials_map(raw: str) -> dict[str, str]:
                 f"REGISTRY_CREDENTIALS[{host!r}]: the secret's name must start with {SECRET_PREFIX} (the function may "
                 "read only those)"
             )
-        host = host.lower()
-        found[DOCKER_HUB if host == "index.docker.io" else host] = arn
     return found
 
 
 def _upstream_prefixes(raw: str, target_prefix: str) -> dict[str, str]:
     """UPSTREAM_PREFIXES: `{"ghcr.io": "ghcr", "quay.io": "quay"}`, ECR pull-through cache's names. Prefixes may not
     overlap each other or TARGET_PREFIX: each repository name must belong to one naming rule."""
-    if not raw:
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ConfigurationError(f"UPSTREAM_PREFIXES is not valid JSON: {e.msg}") from None
-    if not isinstance(parsed, dict):
-        raise ConfigurationError("UPSTREAM_PREFIXES must be a JSON object of registry host -> repository prefix")
     found: dict[str, str] = {}
     taken = [target_prefix]
-    for host, mapped in parsed.items():
-        if not isinstance(host, str) or not _HOST_RE.fullmatch(host) or not isinstance(mapped, str):
-            raise ConfigurationError(f"UPSTREAM_PREFIXES[{str(host)[:100]!r}] must map a registry host to a prefix")
-        host = host.lower()
-        if host in (DOCKER_HUB, "index.docker.io"):
+    for host, mapped in _host_map(raw, "UPSTREAM_PREFIXES", "a repository prefix").items():
+        if host == DOCKER_HUB:
             raise ConfigurationError("UPSTREAM_PREFIXES: Docker Hub images go under TARGET_PREFIX (set it instead)")
         mapped = mapped.strip("/")
         if not _PREFIX_RE.fullmatch(mapped) or len(mapped) > 200:
