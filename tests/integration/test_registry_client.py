@@ -207,3 +207,13 @@ def test_an_endless_chain_of_pages_is_cut_at_the_bound(mirror: Mirror, client: R
 
     with pytest.raises(BadResponseError, match="more than 100 pages of tags"):
         client.list_tags(HUB, mirror.image("endless"))
+
+
+def test_more_tags_than_the_bound_is_a_typed_error(mirror: Mirror, client: RegistryClient) -> None:
+    # Docker Hub has been seen ignoring `n` and answering thousands of tags at once: read, but bounded.
+    mirror.seed_tags("crowded", ["1"])
+    body = json.dumps({"tags": [f"t{i}" for i in range(10_001)]}).encode()
+    mirror.registries.hub.faults[f"/{mirror.image('crowded')}/tags/list"] = answer(200, {}, body)
+
+    with pytest.raises(BadResponseError, match="more than 10000 tags"):
+        client.list_tags(HUB, mirror.image("crowded"))
