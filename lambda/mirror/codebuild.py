@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,6 +27,49 @@ _RETRYABLE_CODES = frozenset(
         "InternalServerException",
     }
 )
+
+
+#: how many of the project's most recent builds are looked at for copies in flight (one ListBuildsForProject page)
+RECENT_BUILDS = 100
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A copy a queued or running build of the project is making: its digest, and the build."""
+
+    digest: str
+    build: str
+
+
+def copies_in_flight(codebuild: Any, project: str) -> dict[str, InFlight]:
+    """target (as in MIRROR_IMAGES) -> the copy a queued or running build is making of it. CodeBuild keeps a build's
+    environment overrides (BatchGetBuilds' environment.environmentVariables), so MIRROR_IMAGES is read from there."""
+    ids = codebuild.list_builds_for_project(projectName=project, sortOrder="DESCENDING").get("ids", [])[:RECENT_BUILDS]
+    if not ids:
+        return {}
+    found: dict[str, InFlight] = {}
+    for build in codebuild.batch_get_builds(ids=ids).get("builds", []):
+        if build.get("buildStatus") != "IN_PROGRESS":  # queued builds are IN_PROGRESS too, in their QUEUED phase
+            continue
+        variables = build.get("environment", {}).get("environmentVariables", [])
+        value = next((v.get("value") for v in variables if v.get("name") == "MIRROR_IMAGES"), None)
+        try:
+            entries = json.loads(value) if isinstance(value, str) else []
+        except ValueError:
+            continue
+        for entry in entries if isinstance(entries, list) else []:
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("target"), str)
+                and isinstance(entry.get("digest"), str)
+            ):
+                found.setdefault(entry["target"], InFlight(entry["digest"], str(build.get("id"))))
+    return found
+
+
+def idempotency_token(run_id: str, payload: str) -> str:
+    """The same run starting the same batch gets the same token: a retried StartBuild returns the first build."""
+    return hashlib.sha256(f"{run_id}\n{payload}".encode()).hexdigest()[:32]
 
 
 class BuildStartError(Exception):
@@ -56,6 +101,7 @@ def start_build(
     remaining_seconds: Callable[[], float],
     sleep: Callable[[float], None] = time.sleep,
     extra: Sequence[dict[str, str]] = (),
+    token: str | None = None,
 ) -> str:
     """Start one build of `project` with MIRROR_IMAGES=payload (and `extra` variables); returns the build id."""
     reason = "not attempted"
@@ -68,6 +114,7 @@ def start_build(
         try:
             response = codebuild.start_build(
                 projectName=project,
+                **({"idempotencyToken": token} if token else {}),
                 environmentVariablesOverride=[
                     {"name": "MIRROR_IMAGES", "value": payload, "type": "PLAINTEXT"},
                     *extra,

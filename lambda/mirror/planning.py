@@ -16,6 +16,7 @@ class Status(StrEnum):
     MISSING = "missing"
     FAILED = "failed"
     INVALID = "invalid"
+    INFLIGHT = "inflight"  # a build already queued or running copies this target: not started again
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,18 @@ from .planning import Plan, Status
 #: what a returned report may weigh; Lambda refuses a synchronous response over 6 MB after the work is done
 RESPONSE_LIMIT = 5_000_000
 #: which records a trimmed response keeps first: what needs a person's attention, then what was copied
-KEEP_FIRST = (Status.FAILED, Status.INVALID, Status.CHANGED, Status.MISSING, Status.UNCHANGED)
+KEEP_FIRST = (Status.FAILED, Status.INVALID, Status.CHANGED, Status.MISSING, Status.INFLIGHT, Status.UNCHANGED)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one planned copy: its build, or why it was not started (`invalid`: it must never be)."""
+    """What became of one planned copy: its build, or why it was not started (`invalid`: it must never be;
+    `inflight`: a build already queued or running copies that target, `build` names it)."""
 
     build: str | None = None
     error: str | None = None
     invalid: bool = False
+    inflight: bool = False
 
 
 def records(
@@ -37,7 +39,9 @@ def records(
         if decision.copy is not None and decision.copy.index in outcomes:
             outcome = outcomes[decision.copy.index]
             build = outcome.build
-            if outcome.error is not None:
+            if outcome.inflight:
+                status, error = Status.INFLIGHT, outcome.error
+            elif outcome.error is not None:
                 status, error = (Status.INVALID if outcome.invalid else Status.FAILED), outcome.error
         record: dict[str, Any] = {
             "source": entry.text,

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import report as reports
-from .codebuild import BuildStartError, mirror_images, start_build
+from .codebuild import BuildStartError, InFlight, copies_in_flight, idempotency_token, mirror_images, start_build
 from .credentials import build_logins, registry_credentials
 from .ecr import SOURCE_TAG, aws_error, claim_repository, registry_auth
 from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
@@ -267,11 +267,13 @@ def apply_plan(
     budget: Budget,
     *,
     dry_run: bool = False,
+    run_id: str = "",
 ) -> tuple[dict[int, Outcome], int]:
     """Claim each target repository for its upstream (creating it where missing), then start builds in batches,
     each step only while the rest of the run still fits before the deadline. A repository that belongs to another
-    upstream is never written: its copies are `invalid`. Returns what became of each copy, and the builds started.
-    A dry run only reads the repositories' records (so it reports the same `invalid` entries) and starts nothing.
+    upstream is never written: its copies are `invalid`. A target that a queued or running build already copies is
+    `inflight` and not started again. Returns what became of each copy, and the builds started. A dry run only
+    reads (so it reports the same `invalid` and `inflight` entries) and starts nothing.
     """
     outcomes: dict[int, Outcome] = {}
     refused: dict[str, Outcome] = {}
@@ -295,10 +297,17 @@ def apply_plan(
                 f"{sources[name]}: a repository belongs to one upstream, so this entry is never copied",
                 invalid=True,
             )
+    in_flight = _copies_in_flight(aws, settings, log)
+    target_host = client.location(ecr_host)
     ready = []
     for c in copies:
+        held = in_flight.get(f"{target_host}/{c.target}")
         if c.target.repository in refused:
             outcomes[c.index] = refused[c.target.repository]
+        elif held is not None:
+            # Never pay twice, and never race two copies for one tag: a different digest waits for that build.
+            why = "already being copied" if held.digest == c.digest else f"waiting: {held.digest} is being copied"
+            outcomes[c.index] = Outcome(build=held.build, error=f"inflight: {why} by build {held.build}", inflight=True)
         else:
             ready.append(c)
     builds = 0
@@ -314,7 +323,12 @@ def apply_plan(
             started = time.monotonic()
             try:
                 build = start_build(
-                    aws.codebuild, settings.codebuild_project, payload, remaining_seconds=budget.left, extra=logins
+                    aws.codebuild,
+                    settings.codebuild_project,
+                    payload,
+                    remaining_seconds=budget.left,
+                    extra=logins,
+                    token=idempotency_token(run_id, payload),
                 )
                 outcome = Outcome(build=build)
                 builds += 1
@@ -324,6 +338,15 @@ def apply_plan(
         for c in batch:
             outcomes[c.index] = outcome
     return outcomes, builds
+
+
+def _copies_in_flight(aws: Aws, settings: Settings, log: Log) -> dict[str, InFlight]:
+    """The copies queued or running builds make; none when CodeBuild cannot say (the copies then start as usual)."""
+    try:
+        return copies_in_flight(aws.codebuild, settings.codebuild_project)
+    except (ClientError, BotoCoreError) as e:
+        log.warning("builds in flight not read; copies start as usual", extra={"error": aws_error(e)})
+        return {}
 
 
 def _summary(images: Sequence[Mapping[str, Any]], builds: int, tag_sets: int = 0) -> dict[str, int]:
@@ -454,7 +477,7 @@ def _sync(
         builds = 0
         if result.copies:
             outcomes, builds = apply_plan(
-                result.copies, settings, aws, client, ecr_host, log, budget, dry_run=request.dry_run
+                result.copies, settings, aws, client, ecr_host, log, budget, dry_run=request.dry_run, run_id=run_id
             )
         rate_limits = client.rate_limits()
         requests_sent = client.requests_sent

@@ -90,6 +90,7 @@ def test_changed_and_missing_images_start_one_build_with_exact_mirror_images(mir
         "missing": 1,
         "failed": 0,
         "invalid": 0,
+        "inflight": 0,
         "buildsStarted": 1,
         "tagSets": 0,
     }

@@ -120,7 +120,10 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
             ["ecr:BatchGetImage", "ecr:ListTagsForResource", "ecr:PutLifecyclePolicy", "ecr:TagResource"],
             ANY_REPOSITORY,
         ),
-        "StartTheCopyProjectOnly": ("codebuild:StartBuild", {"Fn::GetAtt": ["CopyProject", "Arn"]}),
+        "StartTheCopyProjectOnly": (
+            ["codebuild:BatchGetBuilds", "codebuild:ListBuildsForProject", "codebuild:StartBuild"],
+            {"Fn::GetAtt": ["CopyProject", "Arn"]},
+        ),
         "ReadImageLists": ("s3:GetObject", {"Fn::Sub": "${MirrorBucket.Arn}/lists/*"}),
         "WriteRunReportsAndState": ("s3:PutObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/*"}),
         "ReadRunState": ("s3:GetObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/state/*"}),
