@@ -78,11 +78,17 @@ def check(index: int, entry: object, target: re.Pattern[str]) -> tuple[Checked |
     return (source, s.group(1), wanted, t.group(1), f"{t.group(1)}/{t.group(2)}", digest), None
 
 
-def skopeo(args: list[str], timeout: int) -> subprocess.CompletedProcess[bytes] | None:
+def skopeo(args: list[str], timeout: int, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
     """skopeo's result, or None when it ran out of time."""
     try:
-        # An argument list, no shell; every value in it passed check(). skopeo comes from the build image's PATH.
-        return subprocess.run(["skopeo", *args], capture_output=True, timeout=timeout, check=False)  # noqa: S603, S607
+        # An argument list, no shell; every value in it was checked first. skopeo comes from the build image's PATH.
+        return subprocess.run(  # noqa: S603
+            ["skopeo", *args],  # noqa: S607
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return None
 
@@ -136,18 +142,11 @@ def log_in(environ: dict[str, str], timeout: int) -> list[str]:
         if not re.fullmatch(HOST, host) or not username or not password:
             problems.append(f"FAILED: login {number}: a registry host, a username and a password are needed")
             continue
-        try:
-            run = subprocess.run(  # noqa: S603
-                ["skopeo", "login", f"--tls-verify={tls(host)}", "--username", username, "--password-stdin", host],  # noqa: S607
-                input=password.encode(),
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
+        login = ["login", f"--tls-verify={tls(host)}", "--username", username, "--password-stdin", host]
+        run = skopeo(login, timeout, stdin=password.encode())
+        if run is None:
             problems.append(f"FAILED: login to {host}: timeout after {timeout}s")
-            continue
-        if run.returncode != 0:
+        elif run.returncode != 0:
             problems.append(f"FAILED: login to {host}: " + last_line(run.stderr.decode(errors="replace")))
     return problems
 

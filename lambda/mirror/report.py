@@ -11,6 +11,7 @@ from typing import Any
 from .ecr import aws_error
 from .imagelist import Entry
 from .planning import Plan, Status
+from .state import Place
 
 #: what a returned report may weigh; Lambda refuses a synchronous response over 6 MB after the work is done
 RESPONSE_LIMIT = 5_000_000
@@ -87,15 +88,14 @@ def fit(report: Mapping[str, Any], limit: int = RESPONSE_LIMIT) -> dict[str, Any
     return head
 
 
-def store(s3: Any, location: str, report: Mapping[str, Any]) -> tuple[str, str | None]:
+def store(s3: Any, place: Place, report: Mapping[str, Any]) -> tuple[str, str | None]:
     """Keep the whole report in S3 (`<prefix>/<startedAt>-<runId>.json`). Returns (where, why it failed or None)."""
-    bucket, _, prefix = location[len("s3://") :].partition("/")
     stamp = report["startedAt"].replace(":", "").replace("+0000", "Z")
-    key = "/".join(part for part in (prefix.strip("/"), f"{stamp}-{report['runId']}.json") if part)
-    where = f"s3://{bucket}/{key}"
+    key = place.key(f"{stamp}-{report['runId']}.json")
+    where = f"s3://{place.bucket}/{key}"
     try:
         s3.put_object(
-            Bucket=bucket, Key=key, Body=json.dumps(report, indent=1).encode(), ContentType="application/json"
+            Bucket=place.bucket, Key=key, Body=json.dumps(report, indent=1).encode(), ContentType="application/json"
         )
     except Exception as e:  # the report is still returned and logged
         return where, aws_error(e)

@@ -31,7 +31,7 @@ def _code(e: Exception) -> str | None:
 
 @dataclass(frozen=True)
 class Place:
-    """Where a run's state lives: `s3://<bucket>/<prefix>/state/`, next to the reports."""
+    """`REPORT_LOCATION` (`s3://<bucket>/<prefix>`) read once: the reports live there, the run state in `state/`."""
 
     bucket: str
     prefix: str
@@ -41,8 +41,12 @@ class Place:
         bucket, _, prefix = report_location[len("s3://") :].partition("/")
         return cls(bucket, prefix.strip("/"))
 
-    def key(self, name: str) -> str:
-        return "/".join(part for part in (self.prefix, STATE_DIR, name) if part)
+    def key(self, *parts: str) -> str:
+        """The object key of `parts` under the prefix."""
+        return "/".join(part for part in (self.prefix, *parts) if part)
+
+    def state_key(self, name: str) -> str:
+        return self.key(STATE_DIR, name)
 
 
 @dataclass
@@ -58,7 +62,7 @@ class Lease:
     def take(cls, s3: Any, place: Place, run_id: str, *, seconds: float, now: float | None = None) -> Lease:
         now = time.time() if now is None else now
         body = json.dumps({"runId": run_id, "since": round(now), "until": round(now + seconds)}).encode()
-        key = place.key(LEASE_NAME)
+        key = place.state_key(LEASE_NAME)
         try:
             answer = s3.put_object(
                 Bucket=place.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json"
@@ -96,7 +100,7 @@ class Lease:
     def release(self) -> str | None:
         """Delete the lease if it is still this run's; returns why it could not be, if so."""
         try:
-            self.s3.delete_object(Bucket=self.place.bucket, Key=self.place.key(LEASE_NAME), IfMatch=self.etag)
+            self.s3.delete_object(Bucket=self.place.bucket, Key=self.place.state_key(LEASE_NAME), IfMatch=self.etag)
         except (ClientError, BotoCoreError) as e:
             return aws_error(e)
         return None
@@ -113,7 +117,7 @@ class History:
     def __init__(self, s3: Any, place: Place, list_name: str, checked: Mapping[str, float]) -> None:
         self._s3 = s3
         self._place = place
-        self._key = place.key(f"checked-{hashlib.sha256(list_name.encode()).hexdigest()[:16]}.json")
+        self._key = place.state_key(f"checked-{hashlib.sha256(list_name.encode()).hexdigest()[:16]}.json")
         self.list_name = list_name
         self.checked = dict(checked)
 

@@ -136,7 +136,7 @@ def list_tag_sets(
         first.setdefault((e.source.registry, e.source.repository), e)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tags") as pool:
         listed = dict(zip(first, pool.map(listing, first.values()), strict=True))
-    return {e.index: listed[(e.source.registry, e.source.repository)] for e in todo if e.source is not None}
+    return {e.index: listed[(e.source.registry, e.source.repository)] for e in todo if e.source}
 
 
 class Budget:
@@ -160,12 +160,12 @@ class Budget:
         self._lock = threading.Lock()
         self._repositories: set[str] = set()
         self._copies = 0
-        self.report = self.REPORT_SECONDS + self.REPORT_SECONDS_PER_ENTRY * entries
+        self.entries(entries)
         self.repository_pace = self.REPOSITORY_SECONDS
         self.build_pace = 0.0 if dry_run else self.BUILD_SECONDS  # a dry run starts nothing
 
     def entries(self, count: int) -> None:
-        """The list's size once its tag sets are expanded."""
+        """Reporting's share, for a list of `count` entries (set again once its tag sets are expanded)."""
         self.report = self.REPORT_SECONDS + self.REPORT_SECONDS_PER_ENTRY * count
 
     def found(self, check: Check, repository: str) -> None:
@@ -247,7 +247,7 @@ def check_images(
         try:
             return check(entry)
         except Exception as e:
-            log.exception("internal error while checking an image", extra={"entry": entry.index + 1})
+            log.exception("internal error while checking an image", extra={"entry": entry.number})
             return Check(None, None, f"internal error: {type(e).__name__}")
 
     todo = [e for e in entries if e.valid and e.duplicate_of is None]
@@ -514,8 +514,8 @@ def _sync(
         if warning:
             log.warning(warning)
     location: str | None = None
-    if settings.report_location:
-        location, error = reports.store(aws.s3, settings.report_location, report)
+    if place is not None:
+        location, error = reports.store(aws.s3, place, report)
         if error:
             log.warning("report not stored", extra={"location": location, "error": error})
             location = None

@@ -446,6 +446,8 @@ class Transport:
         _current.exchange = exchange
         self._watchdog.watch(exchange)
         host = _host_of(url)
+        # Whatever ends an exchange that ran out of time (a cut socket, a short body), the reason is the time.
+        timed_out = RegistryTimeoutError(f"{what}: {host} did not answer in full within {limit:.1f}s")
         try:
             with self._lock:
                 self.requests_sent += 1
@@ -466,18 +468,16 @@ class Transport:
                 body = b"" if method == "HEAD" else _read_body(response, cap, what, host)
                 if not exchange.expired:
                     return Reply(response.status_code, CaseInsensitiveDict(response.headers), body, url)
-        except RegistryError:
+            raise timed_out
+        except (RegistryError, *_TRANSPORT_ERRORS) as e:
             if exchange.expired:
-                raise RegistryTimeoutError(f"{what}: {host} did not answer in full within {limit:.1f}s") from None
-            raise
-        except _TRANSPORT_ERRORS as e:
-            if exchange.expired:
-                raise RegistryTimeoutError(f"{what}: {host} did not answer in full within {limit:.1f}s") from None
+                raise timed_out from None
+            if isinstance(e, RegistryError):
+                raise
             raise _translate(e, what, host, limit) from None
         finally:
             self._watchdog.unwatch(exchange)
             _current.exchange = None
-        raise RegistryTimeoutError(f"{what}: {host} did not answer in full within {limit:.1f}s")
 
     def _request_limit(self, last: RegistryError | None, what: str) -> float:
         left = self._remaining() - self.DEADLINE_MARGIN
