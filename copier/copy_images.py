@@ -4,17 +4,32 @@ verified. Standard library only: the build image has python3, not this project's
 
 Nothing from the variable reaches a shell: it is parsed as JSON, each string is checked against strict patterns
 (the target must be $ECR_REGISTRY/$TARGET_PREFIX/..., the source pinned by digest), and skopeo runs from an
-argument list. One line per entry: COPIED, FAILED <target>: <reason> or REFUSED entry <n>: <reason>.
+argument list. One line per entry: COPIED, FAILED <target>: <reason>, DEFERRED <target>: <reason> or
+REFUSED entry <n>: <reason>.
+
+Copies run COPY_CONCURRENCY at a time, those into one repository one after another (a tag set's tags share
+layers). Before each Docker Hub copy the build reads its own `ratelimit-remaining` with a HEAD of the source (not a
+counted pull): a copy whose estimated pulls do not fit above DOCKERHUB_PULL_RESERVE is deferred, not failed, and the
+next run copies it. The Docker Hub pulls spent (one per manifest copied) go to MIRROR_PULLS_FILE for the buildspec
+to export.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
+from base64 import b64encode
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
 
 HOST = (
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
@@ -26,10 +41,40 @@ TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 SOURCE = re.compile(rf"({HOST})/({PATH})@({DIGEST})")
 LOOPBACK = re.compile(r"(?:127(?:\.[0-9]{1,3}){3}|localhost|\[::1\])(?::[0-9]{1,5})?")
 MAX_LENGTH = 512
-#: what check() hands copy(): source, its host, target, its host, the target repository, the digest
-Checked = tuple[str, str, str, str, str, str]
+FIELDS = {"source", "target", "digest", "registry", "pulls"}
 #: seconds one skopeo run may take before that entry fails with "timeout" (the next entries still run)
 DEFAULT_TIMEOUT = 900
+DEFAULT_CONCURRENCY = 4
+MAX_CONCURRENCY = 16
+MAX_PULLS = 100_000
+DEFAULT_RESERVE = 10
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_REGISTRY = "registry-1.docker.io"
+DOCKER_HUB_AUTH = "auth.docker.io"
+MANIFEST_ACCEPT = (
+    "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+)
+#: the rate-limit check: seconds for its whole exchange, and the most of a token answer it reads
+PROBE_SECONDS = 10.0
+TOKEN_CAP = 65536
+
+
+@dataclass(frozen=True)
+class Job:
+    """One checked entry: the source (its host and repository path), the target (its host and repository), the
+    digest, the source's registry as users name it, and the Docker Hub pulls the function estimated."""
+
+    number: int
+    source: str
+    source_host: str
+    source_path: str
+    target: str
+    target_host: str
+    repository: str
+    digest: str
+    registry: str
+    pulls: int
 
 
 def target_pattern(registry: str, prefix: str, upstream: str = "") -> re.Pattern[str] | None:
@@ -61,13 +106,13 @@ def last_line(text: str) -> str:
     return re.sub(r'^time="[^"]*" level=\w+ msg=', "", line)[:300]
 
 
-def check(index: int, entry: object, target: re.Pattern[str]) -> tuple[Checked | None, str | None]:
-    """(source, source host, target, target host, target repository, digest), or None and the reason."""
-    if not isinstance(entry, dict) or set(entry) != {"source", "target", "digest"}:
-        return None, "entry must be an object with exactly source, target and digest"
-    if not all(isinstance(entry[k], str) and len(entry[k]) <= MAX_LENGTH for k in entry):
-        return None, "source, target and digest must be strings of at most 512 characters"
-    source, wanted, digest = entry["source"], entry["target"], entry["digest"]
+def check(index: int, entry: object, target: re.Pattern[str]) -> tuple[Job | None, str | None]:
+    """The entry as a Job, or None and the reason it is refused."""
+    if not isinstance(entry, dict) or set(entry) != FIELDS:
+        return None, "entry must be an object with exactly source, target, digest, registry and pulls"
+    if not all(isinstance(entry[k], str) and len(entry[k]) <= MAX_LENGTH for k in FIELDS - {"pulls"}):
+        return None, "source, target, digest and registry must be strings of at most 512 characters"
+    source, wanted, digest, registry, pulls = (entry[k] for k in ("source", "target", "digest", "registry", "pulls"))
     s, t = SOURCE.fullmatch(source), target.fullmatch(wanted)
     if not s:
         return None, "source is not <registry>/<repository>@sha256:<digest> (a source must be pinned by digest)"
@@ -75,7 +120,13 @@ def check(index: int, entry: object, target: re.Pattern[str]) -> tuple[Checked |
         return None, "target is not <this account's registry>/<the mirror's prefix>/<repository>:<tag>"
     if not re.fullmatch(DIGEST, digest) or s.group(3) != digest:
         return None, "digest is not the digest the source is pinned to"
-    return (source, s.group(1), wanted, t.group(1), f"{t.group(1)}/{t.group(2)}", digest), None
+    if not re.fullmatch(HOST, registry):
+        return None, "registry is not a registry name"
+    if type(pulls) is not int or not 0 <= pulls <= MAX_PULLS:
+        return None, f"pulls is not a whole number from 0 to {MAX_PULLS}"
+    host, path = s.group(1), s.group(2)
+    repository = f"{t.group(1)}/{t.group(2)}"
+    return Job(index, source, host, path, wanted, t.group(1), repository, digest, registry.lower(), pulls), None
 
 
 def skopeo(args: list[str], timeout: int, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
@@ -93,38 +144,183 @@ def skopeo(args: list[str], timeout: int, stdin: bytes | None = None) -> subproc
         return None
 
 
-def written_digest(reference: str, host: str, timeout: int) -> tuple[str | None, str | None]:
-    """The sha256 of the manifest `reference` names, as the registry serves it; or (None, reason)."""
+def written(reference: str, host: str, timeout: int) -> tuple[str | None, int, str | None]:
+    """The sha256 of the manifest `reference` names, as the registry serves it, and how many manifests a copy of it
+    fetches (an index and each of its manifests, or one); or (None, 0, reason)."""
     raw = skopeo(["inspect", "--raw", f"--tls-verify={tls(host)}", f"docker://{reference}"], timeout)
     if raw is None:
-        return None, f"timeout after {timeout}s"
+        return None, 0, f"timeout after {timeout}s"
     if raw.returncode != 0:
-        return None, "verify failed: " + last_line(raw.stderr.decode(errors="replace"))
-    return "sha256:" + hashlib.sha256(raw.stdout).hexdigest(), None
+        return None, 0, "verify failed: " + last_line(raw.stderr.decode(errors="replace"))
+    try:
+        manifests = json.loads(raw.stdout).get("manifests")
+    except (ValueError, AttributeError, RecursionError):
+        manifests = None
+    count = 1 + len(manifests) if isinstance(manifests, list) else 1
+    return "sha256:" + hashlib.sha256(raw.stdout).hexdigest(), count, None
 
 
-def copy(
-    source: str, source_host: str, target: str, target_host: str, repository: str, digest: str, timeout: int
-) -> str | None:
-    """Push by digest, verify the digest written, and only then write the tag; None on success, else the reason."""
+def copy(job: Job, timeout: int) -> tuple[str | None, int]:
+    """Push by digest, verify the digest written, and only then write the tag. Returns (None, the manifests
+    copied) on success, else (the reason, 0)."""
     flags = ["copy", "--all", "--preserve-digests", "--retry-times", "3", "--quiet"]
-    by_digest = f"{repository}@{digest}"
+    by_digest = f"{job.repository}@{job.digest}"
     steps = (
-        (source, source_host, by_digest),  # every platform, untagged: no tag moves yet
-        (by_digest, target_host, target),  # the tag, from what was just verified, within this registry
+        (job.source, job.source_host, by_digest),  # every platform, untagged: no tag moves yet
+        (by_digest, job.target_host, job.target),  # the tag, from what was just verified, within this registry
     )
+    manifests = 0
     for number, (origin, origin_host, destination) in enumerate(steps):
-        tls_flags = [f"--src-tls-verify={tls(origin_host)}", f"--dest-tls-verify={tls(target_host)}"]
+        tls_flags = [f"--src-tls-verify={tls(origin_host)}", f"--dest-tls-verify={tls(job.target_host)}"]
         run = skopeo([*flags, *tls_flags, f"docker://{origin}", f"docker://{destination}"], timeout)
         if run is None:
-            return f"timeout after {timeout}s"
+            return f"timeout after {timeout}s", 0
         if run.returncode != 0:
-            return ("copy failed: " if number == 0 else "tag failed: ") + last_line(run.stderr.decode(errors="replace"))
-        written, reason = written_digest(destination, target_host, timeout)
+            why = last_line(run.stderr.decode(errors="replace"))
+            return ("copy failed: " if number == 0 else "tag failed: ") + why, 0
+        digest, count, reason = written(destination, job.target_host, timeout)
         if reason:
-            return reason
-        if written != digest:
-            return f"digest mismatch: {destination} has {written}, expected {digest}"
+            return reason, 0
+        if digest != job.digest:
+            return f"digest mismatch: {destination} has {digest}, expected {job.digest}", 0
+        manifests = manifests or count
+    return None, manifests
+
+
+# -- Docker Hub's quota, read by the build for its own address or account ------------------------------------------
+
+
+def _read(response: http.client.HTTPResponse, cap: int, deadline: float) -> bytes:
+    """At most `cap` bytes of a body, never past `deadline` (a server dripping bytes does not hold the build)."""
+    data = b""
+    while len(data) < cap and time.monotonic() < deadline:
+        chunk = response.read1(min(4096, cap - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _exchange(
+    url: str, method: str, headers: dict[str, str], deadline: float
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request, no redirect followed, body capped; raises OSError or http.client.HTTPException."""
+    parts = urlsplit(url)
+    left = deadline - time.monotonic()
+    if left <= 0 or not parts.hostname:
+        raise TimeoutError("no time left")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname, parts.port, timeout=min(left, PROBE_SECONDS))
+    try:
+        connection.request(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), headers=headers)
+        response = connection.getresponse()
+        body = b"" if method == "HEAD" else _read(response, TOKEN_CAP, deadline)
+        return response.status, response.msg, body
+    finally:
+        connection.close()
+
+
+def _challenge(header: str) -> dict[str, str] | None:
+    if not header.lower().startswith("bearer "):
+        return None
+    return {k.lower(): v for k, v in re.findall(r'([A-Za-z]+)="([^"]*)"', header[:4096])}
+
+
+def _loopback_name(name: str) -> bool:
+    return name in ("localhost", "::1") or re.fullmatch(r"127(?:\.[0-9]{1,3}){3}", name) is not None
+
+
+def _realm_takes_credentials(endpoint_host: str, realm: str) -> bool | None:
+    """As the function's rule: None for a realm refused outright, else whether it may receive the credential."""
+    parts = urlsplit(realm)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return None
+    loopback, realm_loopback = _loopback_name(endpoint_host), _loopback_name(parts.hostname)
+    if (parts.scheme == "http" and not (loopback and realm_loopback)) or (realm_loopback and not loopback):
+        return None
+    return parts.hostname == endpoint_host or (
+        endpoint_host == DOCKER_HUB_REGISTRY and parts.hostname == DOCKER_HUB_AUTH
+    )
+
+
+def remaining_pulls(job: Job, credential: tuple[str, str] | None) -> int | None:
+    """Docker Hub's `ratelimit-remaining` for this build (its address, or its account with a credential), read with
+    a HEAD of the source's manifest, which is not a counted pull. None when the figure cannot be read (the copy then
+    goes ahead; an exhausted quota fails it with Docker Hub's own error) or when the registry sets no limit."""
+    host = DOCKER_HUB_REGISTRY if job.source_host == DOCKER_HUB else job.source_host
+    base = f"{'http' if LOOPBACK.fullmatch(host) else 'https'}://{host}"
+    url = f"{base}/v2/{job.source_path}/manifests/{job.digest}"
+    deadline = time.monotonic() + PROBE_SECONDS
+    headers = {"Accept": MANIFEST_ACCEPT}
+    try:
+        status, answer, _ = _exchange(url, "HEAD", headers, deadline)
+        challenge = _challenge(answer.get("WWW-Authenticate", "")) if status == 401 else None
+        if challenge and challenge.get("realm"):
+            trusted = _realm_takes_credentials(urlsplit(base).hostname or "", challenge["realm"])
+            if trusted is None:
+                return None
+            query: dict[str, str] = {k: challenge[k] for k in ("service", "scope") if k in challenge}
+            token_headers = {}
+            if trusted and credential:
+                token_headers["Authorization"] = "Basic " + b64encode(":".join(credential).encode()).decode()
+            realm = challenge["realm"] + ("&" if "?" in challenge["realm"] else "?") + urlencode(query)
+            code, _, body = _exchange(realm, "GET", token_headers, deadline)
+            reply = json.loads(body) if code == 200 else {}
+            token = reply.get("token") or reply.get("access_token") if isinstance(reply, dict) else None
+            if not isinstance(token, str) or not token:
+                return None
+            status, answer, _ = _exchange(url, "HEAD", {**headers, "Authorization": f"Bearer {token}"}, deadline)
+    except (OSError, http.client.HTTPException, ValueError, RecursionError):
+        return None
+    match = re.match(r"\s*([0-9]{1,12})", answer.get("ratelimit-remaining") or "")
+    return int(match.group(1)) if match and status == 200 else None
+
+
+class Quota:
+    """Docker Hub's pulls, spent deliberately: a copy goes ahead only when the build's own remaining figure, less
+    the reserve and less what copies already under way will still spend, covers its estimate."""
+
+    def __init__(self, reserve: int, probe: Callable[[Job], int | None]) -> None:
+        self.reserve = reserve
+        self._probe = probe
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    def admit(self, job: Job) -> str | None:
+        """None when the copy may go ahead (its pulls then count as pending until done()), else why it waits."""
+        if job.registry != DOCKER_HUB:
+            return None
+        with self._lock:
+            remaining = self._probe(job)
+            if remaining is not None:
+                left = remaining - self.reserve - self._pending
+                if job.pulls > left:
+                    return (
+                        f"{job.pulls} pulls needed, {max(left, 0)} left above the reserve of {self.reserve} "
+                        "until the window resets"
+                    )
+            self._pending += job.pulls
+            return None
+
+    def done(self, job: Job) -> None:
+        if job.registry == DOCKER_HUB:
+            with self._lock:
+                self._pending -= job.pulls
+
+
+def credential_for(job: Job, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The build's login for the source's registry: DOCKERHUB_USERNAME/_PASSWORD for Docker Hub, else the
+    REGISTRY_LOGIN_<n> whose host is the source's."""
+    if job.registry == DOCKER_HUB and environ.get("DOCKERHUB_USERNAME") and environ.get("DOCKERHUB_PASSWORD"):
+        return environ["DOCKERHUB_USERNAME"], environ["DOCKERHUB_PASSWORD"]
+    for number in range(1, 101):
+        host = environ.get(f"REGISTRY_LOGIN_{number}_HOST")
+        if host is None:
+            break
+        if host == job.source_host:
+            return environ.get(f"REGISTRY_LOGIN_{number}_USERNAME", ""), environ.get(
+                f"REGISTRY_LOGIN_{number}_PASSWORD", ""
+            )
     return None
 
 
@@ -151,9 +347,63 @@ def log_in(environ: dict[str, str], timeout: int) -> list[str]:
     return problems
 
 
+def setting(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(environ.get(name) or default)
+    except ValueError:
+        return default
+    return value if low <= value <= high else default
+
+
+class Ledger:
+    """The build's lines, printed as each entry ends (copies run concurrently), and its counts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.copied = self.deferred = self.failed = self.pulls = 0
+
+    def line(self, text: str, *, copied: bool = False, deferred: bool = False, pulls: int = 0) -> None:
+        with self._lock:
+            self.copied += copied
+            self.deferred += deferred
+            self.failed += not (copied or deferred)
+            self.pulls += pulls
+            print(text, flush=True)
+
+
+def copy_all(jobs: list[Job], *, concurrency: int, timeout: int, quota: Quota, ledger: Ledger) -> None:
+    """Every job, `concurrency` repositories at a time; the jobs of one repository one after another, in order."""
+    by_repository: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_repository.setdefault(job.repository, []).append(job)
+
+    def one_repository(queue: list[Job]) -> None:
+        for job in queue:
+            try:
+                why = quota.admit(job)
+                if why is not None:
+                    ledger.line(f"DEFERRED {job.target}: {why}", deferred=True)
+                    continue
+                try:
+                    reason, manifests = copy(job, timeout)
+                finally:
+                    quota.done(job)
+            except Exception as e:  # one entry's surprise is that entry's line, never the others'
+                reason, manifests = f"internal error: {type(e).__name__}", 0
+            if reason:
+                ledger.line(f"FAILED {job.target}: {reason}")
+            else:
+                spent = manifests if job.registry == DOCKER_HUB else 0
+                ledger.line(f"COPIED {job.source} -> {job.target}", copied=True, pulls=spent)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_repository)))) as pool:
+        list(pool.map(one_repository, by_repository.values()))
+
+
 def main() -> int:
+    environ = dict(os.environ)
     target = target_pattern(
-        os.environ.get("ECR_REGISTRY", ""), os.environ.get("TARGET_PREFIX", ""), os.environ.get("UPSTREAM_PREFIXES", "")
+        environ.get("ECR_REGISTRY", ""), environ.get("TARGET_PREFIX", ""), environ.get("UPSTREAM_PREFIXES", "")
     )
     if target is None:
         print(
@@ -161,35 +411,41 @@ def main() -> int:
             "the mirror's prefixes"
         )
         return 1
+    timeout = setting(environ, "COPY_TIMEOUT_SECONDS", DEFAULT_TIMEOUT, 1, 86_400)
+    concurrency = setting(environ, "COPY_CONCURRENCY", DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY)
+    reserve = setting(environ, "DOCKERHUB_PULL_RESERVE", DEFAULT_RESERVE, 0, MAX_PULLS)
     try:
-        timeout = int(os.environ.get("COPY_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT)
-    except ValueError:
-        timeout = DEFAULT_TIMEOUT
-    try:
-        entries = json.loads(os.environ.get("MIRROR_IMAGES", ""))
+        entries = json.loads(environ.get("MIRROR_IMAGES", ""))
     except ValueError:
         print("FAILED: MIRROR_IMAGES is not JSON")
         return 1
     if not isinstance(entries, list):
         print("FAILED: MIRROR_IMAGES is not a JSON array")
         return 1
-    for problem in log_in(dict(os.environ), timeout):
+    for problem in log_in(environ, timeout):
         print(problem, flush=True)
-    failed = 0
+    ledger = Ledger()
+    jobs = []
     for index, entry in enumerate(entries, 1):
-        checked, reason = check(index, entry, target)
-        if checked is None:
-            failed += 1
-            print(f"REFUSED entry {index}: {reason}", flush=True)
-            continue
-        reason = copy(*checked, timeout)
-        if reason:
-            failed += 1
-            print(f"FAILED {checked[2]}: {reason}", flush=True)
+        job, reason = check(index, entry, target)
+        if job is None:
+            ledger.line(f"REFUSED entry {index}: {reason}")
         else:
-            print(f"COPIED {checked[0]} -> {checked[2]}", flush=True)
-    print(f"{len(entries) - failed} copied, {failed} failed")
-    return 1 if failed else 0
+            jobs.append(job)
+    quota = Quota(reserve, lambda job: remaining_pulls(job, credential_for(job, environ)))
+    copy_all(jobs, concurrency=concurrency, timeout=timeout, quota=quota, ledger=ledger)
+    print(
+        f"{ledger.copied} copied, {ledger.deferred} deferred, {ledger.failed} failed; "
+        f"{ledger.pulls} Docker Hub pulls spent"
+    )
+    pulls_file = environ.get("MIRROR_PULLS_FILE")
+    if pulls_file:
+        try:
+            with open(pulls_file, "w") as out:
+                out.write(str(ledger.pulls))
+        except OSError as e:
+            print(f"FAILED: the pulls spent could not be written to {pulls_file}: {e.strerror}")
+    return 1 if ledger.failed else 0
 
 
 if __name__ == "__main__":

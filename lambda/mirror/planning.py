@@ -17,30 +17,40 @@ class Status(StrEnum):
     FAILED = "failed"
     INVALID = "invalid"
     INFLIGHT = "inflight"  # a build already queued or running copies this target: not started again
+    DEFERRED = "deferred"  # its Docker Hub pulls do not fit above the reserve now: the next run copies it
+
+
+#: what a copy is assumed to cost when no copy of it is in ECR yet to count: one pull per manifest fetched, an index
+#: and eight platforms (the platform count of most Docker official images, attestations not counted)
+ASSUMED_PULLS = 9
 
 
 @dataclass(frozen=True)
 class Check:
     """What was learnt of one image: its source digest, its target digest (None: missing) or why it failed.
 
-    `complete` is False when the deadline cut the check short: the next run checks that entry first.
+    `complete` is False when the deadline cut the check short: the next run checks that entry first. `pulls` is
+    what copying it again costs, counted from the copy in ECR (its manifests), when one was read.
     """
 
     source_digest: str | None = None
     target_digest: str | None = None
     error: str | None = None
     complete: bool = True
+    pulls: int | None = None
 
 
 @dataclass(frozen=True)
 class Copy:
-    """One image to copy: the source pinned by the digest that was compared, so the copy is the image checked."""
+    """One image to copy: the source pinned by the digest that was compared, so the copy is the image checked.
+    `pulls`: what the copy is estimated to cost on a registry that counts pulls (one per manifest fetched)."""
 
     index: int
     source: ImageRef
     target: Target
     digest: str
     status: Status
+    pulls: int = ASSUMED_PULLS
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ def decide(entry: Entry, check: Check | None) -> Decision:
         entry.target,
         check.source_digest,
         status,
+        check.pulls if check.pulls is not None else ASSUMED_PULLS,
     )
     return Decision(entry.index, status, check.source_digest, check.target_digest, copy=copy)
 

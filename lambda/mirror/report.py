@@ -11,23 +11,34 @@ from typing import Any
 from .ecr import aws_error
 from .imagelist import Entry
 from .planning import Plan, Status
+from .references import DOCKER_HUB
 from .state import Place
 
 #: what a returned report may weigh; Lambda refuses a synchronous response over 6 MB after the work is done
 RESPONSE_LIMIT = 5_000_000
 #: which records a trimmed response keeps first: what needs a person's attention, then what was copied
-KEEP_FIRST = (Status.FAILED, Status.INVALID, Status.CHANGED, Status.MISSING, Status.INFLIGHT, Status.UNCHANGED)
+KEEP_FIRST = (
+    Status.FAILED,
+    Status.INVALID,
+    Status.CHANGED,
+    Status.MISSING,
+    Status.DEFERRED,
+    Status.INFLIGHT,
+    Status.UNCHANGED,
+)
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What became of one planned copy: its build, or why it was not started (`invalid`: it must never be;
-    `inflight`: a build already queued or running copies that target, `build` names it)."""
+    `inflight`: a build already queued or running copies that target, `build` names it; `deferred`: its Docker Hub
+    pulls do not fit above the reserve now)."""
 
     build: str | None = None
     error: str | None = None
     invalid: bool = False
     inflight: bool = False
+    deferred: bool = False
 
 
 def records(
@@ -42,6 +53,8 @@ def records(
             build = outcome.build
             if outcome.inflight:
                 status, error = Status.INFLIGHT, outcome.error
+            elif outcome.deferred:
+                status, error = Status.DEFERRED, outcome.error
             elif outcome.error is not None:
                 status, error = (Status.INVALID if outcome.invalid else Status.FAILED), outcome.error
         record: dict[str, Any] = {
@@ -53,6 +66,8 @@ def records(
             "build": build,
             "error": error,
         }
+        if decision.copy is not None and decision.copy.source.registry == DOCKER_HUB:
+            record["pulls"] = decision.copy.pulls  # what its copy is estimated to cost of Docker Hub's quota
         if entry.rule is not None:
             record["rule"] = entry.rule
         out.append(record)

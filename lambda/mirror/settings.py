@@ -156,7 +156,7 @@ class Settings:
     codebuild_project: str
     image_list: str = "images.yaml"
     target_prefix: str = "mirror"
-    images_per_build: int = 10
+    images_per_build: int = 20
     max_concurrency: int = 8
     request_timeout: float = 10.0
     registry_endpoints: Mapping[str, str] = field(default_factory=dict)
@@ -165,6 +165,13 @@ class Settings:
     upstream_prefixes: Mapping[str, str] = field(default_factory=dict)
     report_location: str | None = None
     source_registries: frozenset[str] = frozenset(DEFAULT_SOURCE_REGISTRIES)
+    dockerhub_pull_reserve: int = 10
+
+    @property
+    def dockerhub_credentials(self) -> bool:
+        """Whether Docker Hub is asked with an account's credentials: its quota is then the account's, the same
+        figure for the function and the builds."""
+        return bool(self.dockerhub_secret_arn) or DOCKER_HUB in self.registry_credentials
 
     @property
     def naming(self) -> Naming:
@@ -236,7 +243,7 @@ class Settings:
             codebuild_project=project,
             image_list=image_list,
             target_prefix=prefix,
-            images_per_build=_int(env, "IMAGES_PER_BUILD", 10, 1, 100),
+            images_per_build=_int(env, "IMAGES_PER_BUILD", 20, 1, 100),
             max_concurrency=_int(env, "MAX_CONCURRENCY", 8, 1, 64),
             request_timeout=_float(env, "REQUEST_TIMEOUT_SECONDS", 10.0, 0.1, 120.0),
             registry_endpoints=endpoints,
@@ -245,4 +252,5 @@ class Settings:
             upstream_prefixes=upstream,
             source_registries=frozenset(sources),
             report_location=report,
+            dockerhub_pull_reserve=_int(env, "DOCKERHUB_PULL_RESERVE", 10, 0, 100_000),
         )

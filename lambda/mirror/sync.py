@@ -16,7 +16,15 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import report as reports
-from .codebuild import BuildStartError, InFlight, copies_in_flight, idempotency_token, mirror_images, start_build
+from .codebuild import (
+    BuildStartError,
+    InFlight,
+    RecentBuilds,
+    idempotency_token,
+    mirror_images,
+    recent_builds,
+    start_build,
+)
 from .credentials import build_logins, registry_credentials
 from .ecr import SOURCE_TAG, aws_error, claim_repository, registry_auth
 from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
@@ -238,10 +246,21 @@ def check_images(
         except DeadlineError:
             # Reported, never dropped: the next run checks it first. A source error found first is the reason.
             return Check(source_digest, None, error or DEADLINE_REASON, complete=False)
-        result = Check(source_digest, target_digest, error or target_error)
+        pulls = None
+        if error is None and target_digest is not None and source_digest != target_digest:
+            pulls = copy_cost(entry.target.repository, target_digest)
+        result = Check(source_digest, target_digest, error or target_error, pulls=pulls)
         if budget is not None:
             budget.found(result, entry.target.repository)
         return result
+
+    def copy_cost(repository: str, digest: str) -> int | None:
+        """What copying this image again costs, counted free from the copy in ECR; None (an assumption is made)
+        when it cannot be read. Never fails the check, and never runs it past the deadline."""
+        try:
+            return client.manifest_count(ecr_host, repository, digest)
+        except RegistryError:
+            return None
 
     def contained(entry: Entry) -> Check:
         try:
@@ -266,14 +285,18 @@ def apply_plan(
     log: Log,
     budget: Budget,
     *,
+    in_flight: Mapping[str, InFlight],
+    pulls_left: int | None = None,
     dry_run: bool = False,
     run_id: str = "",
 ) -> tuple[dict[int, Outcome], int]:
     """Claim each target repository for its upstream (creating it where missing), then start builds in batches,
     each step only while the rest of the run still fits before the deadline. A repository that belongs to another
     upstream is never written: its copies are `invalid`. A target that a queued or running build already copies is
-    `inflight` and not started again. Returns what became of each copy, and the builds started. A dry run only
-    reads (so it reports the same `invalid` and `inflight` entries) and starts nothing.
+    `inflight` and not started again. With `pulls_left` (Docker Hub's remaining pulls above the reserve, known when
+    the run uses Docker Hub credentials) Docker Hub copies start, in list order, only while their estimated pulls fit;
+    the others are `deferred`. Returns what became of each copy, and the builds started. A dry run only reads (so it
+    reports the same `invalid`, `inflight` and `deferred` entries) and starts nothing.
     """
     outcomes: dict[int, Outcome] = {}
     refused: dict[str, Outcome] = {}
@@ -297,7 +320,6 @@ def apply_plan(
                 f"{sources[name]}: a repository belongs to one upstream, so this entry is never copied",
                 invalid=True,
             )
-    in_flight = _copies_in_flight(aws, settings, log)
     target_host = client.location(ecr_host)
     ready = []
     for c in copies:
@@ -308,7 +330,15 @@ def apply_plan(
             # Never pay twice, and never race two copies for one tag: a different digest waits for that build.
             why = "already being copied" if held.digest == c.digest else f"waiting: {held.digest} is being copied"
             outcomes[c.index] = Outcome(build=held.build, error=f"inflight: {why} by build {held.build}", inflight=True)
+        elif c.source.registry == DOCKER_HUB and pulls_left is not None and c.pulls > pulls_left:
+            outcomes[c.index] = Outcome(
+                error=f"deferred: {c.pulls} pulls needed, {max(pulls_left, 0)} left above the reserve of "
+                f"{settings.dockerhub_pull_reserve} until the window resets",
+                deferred=True,
+            )
         else:
+            if c.source.registry == DOCKER_HUB and pulls_left is not None:
+                pulls_left -= c.pulls
             ready.append(c)
     builds = 0
     if dry_run:
@@ -329,6 +359,7 @@ def apply_plan(
                     remaining_seconds=budget.left,
                     extra=logins,
                     token=idempotency_token(run_id, payload),
+                    run_id=run_id,
                 )
                 outcome = Outcome(build=build)
                 builds += 1
@@ -340,13 +371,24 @@ def apply_plan(
     return outcomes, builds
 
 
-def _copies_in_flight(aws: Aws, settings: Settings, log: Log) -> dict[str, InFlight]:
-    """The copies queued or running builds make; none when CodeBuild cannot say (the copies then start as usual)."""
+def _recent_builds(aws: Aws, settings: Settings, log: Log, run_id: str) -> RecentBuilds:
+    """The copies queued or running builds make, and what the previous run's builds spent; nothing when CodeBuild
+    cannot say (the copies then start as usual)."""
     try:
-        return copies_in_flight(aws.codebuild, settings.codebuild_project)
+        return recent_builds(aws.codebuild, settings.codebuild_project, run_id)
     except (ClientError, BotoCoreError) as e:
         log.warning("builds in flight not read; copies start as usual", extra={"error": aws_error(e)})
-        return {}
+        return RecentBuilds({})
+
+
+def _pulls_left(settings: Settings, rate_limits: Mapping[str, Any]) -> int | None:
+    """Docker Hub pulls this run may spend: the lowest remaining figure its HEADs saw, less the reserve. Known only
+    with credentials (the account's quota, the builds' too); anonymous, the builds egress from another address and
+    check their own figure."""
+    hub = rate_limits.get(DOCKER_HUB)
+    if not settings.dockerhub_credentials or hub is None or hub.remaining is None:
+        return None
+    return int(hub.remaining) - settings.dockerhub_pull_reserve
 
 
 def _summary(images: Sequence[Mapping[str, Any]], builds: int, tag_sets: int = 0) -> dict[str, int]:
@@ -424,6 +466,7 @@ def _skipped(run_id: str, request: RunRequest, started_at: datetime, reason: str
         "skipped": reason,
         "summary": _summary([], 0),
         "rateLimit": {},
+        "previousRun": None,
         "images": [],
     }
 
@@ -475,9 +518,20 @@ def _sync(
         result = plan(entries, checks)
         outcomes: dict[int, Outcome] = {}
         builds = 0
+        recent = _recent_builds(aws, settings, log, run_id)
         if result.copies:
             outcomes, builds = apply_plan(
-                result.copies, settings, aws, client, ecr_host, log, budget, dry_run=request.dry_run, run_id=run_id
+                result.copies,
+                settings,
+                aws,
+                client,
+                ecr_host,
+                log,
+                budget,
+                in_flight=recent.in_flight,
+                pulls_left=_pulls_left(settings, client.rate_limits()),
+                dry_run=request.dry_run,
+                run_id=run_id,
             )
         rate_limits = client.rate_limits()
         requests_sent = client.requests_sent
@@ -492,6 +546,7 @@ def _sync(
         "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
         "summary": _summary(images, builds, tag_sets),
         "rateLimit": {host: {"limit": r.limit, "remaining": r.remaining} for host, r in sorted(rate_limits.items())},
+        "previousRun": _previous(recent),
         "images": images,
     }
     for image in images:
@@ -503,6 +558,7 @@ def _sync(
             "dryRun": request.dry_run,
             "summary": report["summary"],
             "rateLimit": report["rateLimit"],
+            "previousRun": report["previousRun"],
             "registryRequests": requests_sent,
         },
     )
@@ -525,6 +581,17 @@ def _sync(
     return reports.fit(report)
 
 
+def _previous(recent: RecentBuilds) -> dict[str, Any] | None:
+    """The previous run's builds and the Docker Hub pulls they spent, where they said (None: no earlier run seen)."""
+    if recent.previous is None:
+        return None
+    return {
+        "runId": recent.previous.run_id,
+        "builds": recent.previous.builds,
+        "dockerHubPulls": recent.previous.pulls,
+    }
+
+
 def _emit_metrics(metrics: MetricSink, report: Mapping[str, Any]) -> None:
     from aws_lambda_powertools.metrics import MetricUnit
 
@@ -534,6 +601,8 @@ def _emit_metrics(metrics: MetricSink, report: Mapping[str, Any]) -> None:
         ("ImagesUnchanged", summary["unchanged"]),
         ("ImagesChanged", summary["changed"]),
         ("ImagesMissing", summary["missing"]),
+        ("ImagesDeferred", summary["deferred"]),
+        ("ImagesInflight", summary["inflight"]),
         ("ImagesFailed", summary["failed"] + summary["invalid"]),
         ("BuildsStarted", summary["buildsStarted"]),
     ):

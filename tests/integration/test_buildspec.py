@@ -31,12 +31,25 @@ def ecr_digest(mirror: Mirror, repository: str, reference: str) -> str | None:
     return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
 
 
-def entry(mirror: Mirror, name: str, digest: str, tag: str, *, pinned: str | None = None) -> dict[str, str]:
+def entry(
+    mirror: Mirror,
+    name: str,
+    digest: str,
+    tag: str,
+    *,
+    pinned: str | None = None,
+    prefix: str = "mirror",
+    pulls: int = 3,
+    registry: str = "docker.io",
+) -> dict[str, object]:
+    """A MIRROR_IMAGES entry as the function writes it (the Docker-Hub-like registry is docker.io, mapped)."""
     hub, ecr = mirror.registries.hub.location, mirror.registries.ecr.location
     return {
         "source": f"{hub}/{mirror.image(name)}@{pinned or digest}",
-        "target": f"{ecr}/mirror/{mirror.image(name)}:{tag}",
+        "target": f"{ecr}/{prefix}/{mirror.image(name)}:{tag}",
         "digest": digest,
+        "registry": registry,
+        "pulls": pulls,
     }
 
 
@@ -58,7 +71,7 @@ def test_multi_arch_index_is_copied_with_every_digest_intact(mirror: Mirror, aut
     for child in children:  # every platform, not only the build machine's
         assert ecr_digest(mirror, f"mirror/{mirror.image('multi')}", child) == child
     assert len(run.lines("COPIED")) == 2
-    assert "2 copied, 0 failed" in run.output
+    assert "2 copied, 0 deferred, 0 failed" in run.output
 
 
 def test_entry_whose_digest_does_not_match_fails_and_the_others_are_copied(
@@ -85,7 +98,7 @@ def test_entry_whose_digest_does_not_match_fails_and_the_others_are_copied(
     assert f"mirror/{mirror.image('gone')}:1: copy failed" in failed
     assert ecr_digest(mirror, f"mirror/{mirror.image('good')}", "1") == good.digest
     assert ecr_digest(mirror, f"mirror/{mirror.image('other')}", "1") is None
-    assert "1 copied, 2 failed" in run.output
+    assert "1 copied, 0 deferred, 2 failed" in run.output
 
 
 @pytest.mark.parametrize(
@@ -97,7 +110,11 @@ def test_entry_whose_digest_does_not_match_fails_and_the_others_are_copied(
         {"source": "SRC\ntouch MARKER", "target": "TGT", "digest": "DIGEST"},
         {"source": "SRC", "target": "TGT", "digest": "DIGEST && touch MARKER"},
         {"source": "--src-creds=x:y SRC", "target": "TGT", "digest": "DIGEST"},
-        {"source": "SRC", "target": "TGT", "digest": "DIGEST", "extra": "touch MARKER"},
+        {"source": "SRC", "target": "TGT", "digest": "DIGEST", "registry": "docker.io", "pulls": 3, "x": "MARKER"},
+        {"source": "SRC", "target": "TGT", "digest": "DIGEST", "registry": "docker.io; touch MARKER", "pulls": 3},
+        {"source": "SRC", "target": "TGT", "digest": "DIGEST", "registry": "docker.io", "pulls": "3; touch MARKER"},
+        {"source": "SRC", "target": "TGT", "digest": "DIGEST", "registry": "docker.io", "pulls": -1},
+        {"source": "SRC", "target": "TGT", "digest": "DIGEST", "registry": "docker.io", "pulls": True},
         {"source": ["SRC"], "target": "TGT", "digest": "DIGEST"},
         "touch MARKER",
     ],
@@ -107,6 +124,8 @@ def test_hostile_entries_are_refused_without_being_executed(
 ) -> None:
     good = mirror.seed("safe", "s", tag="1")
     valid = entry(mirror, "safe", good.digest, "1")
+    if isinstance(hostile, dict) and set(hostile) == {"source", "target", "digest"}:
+        hostile = {**hostile, "registry": "docker.io", "pulls": 3}  # so that the pattern itself must refuse it
     marker = tmp_path / "pwned"
     text = (
         json.dumps(hostile)
@@ -229,7 +248,7 @@ def test_a_copy_that_times_out_fails_and_the_next_entries_still_run(mirror: Mirr
     assert failed.endswith(f"mirror/{mirror.image('stuck')}:1: timeout after 3s")
     assert len(run.lines("COPIED")) == 1
     assert ecr_digest(mirror, f"mirror/{mirror.image('fine')}", "1") == fine.digest
-    assert "1 copied, 1 failed" in run.output
+    assert "1 copied, 0 deferred, 1 failed" in run.output
 
 
 def test_targets_under_the_upstream_prefixes_are_written_and_no_others(

@@ -12,6 +12,7 @@ import pytest
 
 from devtools.localaws import PROJECT
 from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD
+from mirror.planning import ASSUMED_PULLS
 from tests.integration.conftest import Mirror
 
 ECR = ECR_ACCOUNT_HOST
@@ -70,14 +71,19 @@ def test_changed_and_missing_images_start_one_build_with_exact_mirror_images(mir
                 "source": f"{hub}/{ns}/nginx@{new.digest}",
                 "target": f"{ecr}/mirror/{ns}/nginx:1.27",
                 "digest": new.digest,
+                "registry": "docker.io",  # as users name it, though an endpoint maps it to the local registry
+                "pulls": 3,  # counted from the copy in ECR: an index and its two platforms
             },
             {
                 "source": f"{hub}/{ns}/redis@{redis.digest}",
                 "target": f"{ecr}/mirror/{ns}/redis:7.4",
                 "digest": redis.digest,
+                "registry": "docker.io",
+                "pulls": ASSUMED_PULLS,  # nothing in ECR to count yet
             },
         ]
     ]
+    assert (nginx["pulls"], images[f"docker.io/{ns}/redis:7.4"]["pulls"]) == (3, ASSUMED_PULLS)
     assert mirror.builds[0]["projectName"] == PROJECT
     build_id = nginx["build"]
     assert build_id
@@ -91,6 +97,7 @@ def test_changed_and_missing_images_start_one_build_with_exact_mirror_images(mir
         "failed": 0,
         "invalid": 0,
         "inflight": 0,
+        "deferred": 0,
         "buildsStarted": 1,
         "tagSets": 0,
     }

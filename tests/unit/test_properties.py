@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from copier import copy_images
 from mirror.codebuild import mirror_images
 from mirror.imagelist import parse_entries
-from mirror.planning import Check, plan
+from mirror.planning import ASSUMED_PULLS, Check, plan
 from mirror.references import ReferenceError, parse_reference
 from mirror.registry import RegistryClient
 
@@ -123,7 +123,10 @@ def test_whatever_reaches_mirror_images_passes_the_buildspec_checks(text: str) -
         checked, reason = copy_images.check(index, entry, BUILD_TARGET)
         assert reason is None, (entry, reason)
         assert checked is not None
-        assert checked[-1] == digest
+        assert checked.digest == digest
+        assert entries[0].source is not None
+        assert checked.registry == entries[0].source.registry
+        assert checked.pulls == ASSUMED_PULLS
 
 
 def test_buildspec_turns_tls_off_only_for_loopback() -> None:

@@ -14,7 +14,7 @@ BASE = {"CODEBUILD_PROJECT": "ecr-mirror-copy"}
 
 def test_defaults() -> None:
     s = Settings.from_env(BASE)
-    assert (s.image_list, s.target_prefix, s.images_per_build, s.max_concurrency) == ("images.yaml", "mirror", 10, 8)
+    assert (s.image_list, s.target_prefix, s.images_per_build, s.max_concurrency) == ("images.yaml", "mirror", 20, 8)
     assert s.registry_endpoints == {}
     assert s.dockerhub_secret_arn is None
 

@@ -134,6 +134,22 @@ class RegistryClient:
             raise BadResponseError(f"{what}: malformed Docker-Content-Digest {digest[:80]!r}")
         return digest
 
+    def manifest_count(self, host: str, repository: str, digest: str) -> int:
+        """How many manifests a copy of `repository@digest` fetches: an index and each of its manifests, or one.
+        A GET: meant for this account's ECR, where reading a manifest costs nothing (never for Docker Hub)."""
+        url = f"{self.base_url(host)}/v2/{repository}/manifests/{digest}"
+        what = f"{host}/{repository}@{digest}"
+        reply = self._authorized(host, repository, "GET", url, {"Accept": MANIFEST_ACCEPT}, what)
+        try:
+            manifests = json.loads(reply.body).get("manifests")
+        except (ValueError, AttributeError, RecursionError):
+            raise BadResponseError(f"{what}: the manifest is not a JSON object") from None
+        if manifests is None:
+            return 1
+        if not isinstance(manifests, list):
+            raise BadResponseError(f"{what}: the index's 'manifests' is not a list")
+        return 1 + len(manifests)
+
     def list_tags(self, host: str, repository: str) -> list[str]:
         """Every tag of `repository` on `host`, page by page (`n`, then the `Link: <…>; rel="next"` header).
 
