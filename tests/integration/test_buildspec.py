@@ -129,8 +129,8 @@ def test_hostile_entries_are_refused_without_being_executed(
     marker = tmp_path / "pwned"
     text = (
         json.dumps(hostile)
-        .replace("SRC", valid["source"])
-        .replace("TGT", valid["target"])
+        .replace("SRC", str(valid["source"]))
+        .replace("TGT", str(valid["target"]))
         .replace("DIGEST", good.digest)
         .replace("MARKER", str(marker))
     )
