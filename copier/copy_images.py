@@ -277,35 +277,35 @@ def remaining_pulls(job: Job, credential: tuple[str, str] | None) -> int | None:
 
 
 class Quota:
-    """Docker Hub's pulls, spent deliberately: a copy goes ahead only when the build's own remaining figure, less
-    the reserve and less what copies already under way will still spend, covers its estimate."""
+    """Docker Hub's pulls, spent deliberately. A ledger starts from the build's own remaining figure less the
+    reserve, and each admitted copy takes its estimate from it; every later check lowers the ledger to a fresh figure
+    less the reserve (others sharing the address or account spend too) but never raises it (a fresh figure may not
+    yet show what copies under way will spend). A copy whose estimate the ledger cannot cover is deferred."""
 
     def __init__(self, reserve: int, probe: Callable[[Job], int | None]) -> None:
         self.reserve = reserve
         self._probe = probe
         self._lock = threading.Lock()
-        self._pending = 0
+        self._left: int | None = None  # unknown until a figure is read: then copies go ahead unchecked
 
     def admit(self, job: Job) -> str | None:
-        """None when the copy may go ahead (its pulls then count as pending until done()), else why it waits."""
+        """None when the copy may go ahead, else why it waits for the next run."""
         if job.registry != DOCKER_HUB:
             return None
         with self._lock:
             remaining = self._probe(job)
             if remaining is not None:
-                left = remaining - self.reserve - self._pending
-                if job.pulls > left:
-                    return (
-                        f"{job.pulls} pulls needed, {max(left, 0)} left above the reserve of {self.reserve} "
-                        "until the window resets"
-                    )
-            self._pending += job.pulls
+                fresh = remaining - self.reserve
+                self._left = fresh if self._left is None else min(self._left, fresh)
+            if self._left is None:
+                return None
+            if job.pulls > self._left:
+                return (
+                    f"{job.pulls} pulls needed, {max(self._left, 0)} left above the reserve of {self.reserve} "
+                    "until the window resets"
+                )
+            self._left -= job.pulls
             return None
-
-    def done(self, job: Job) -> None:
-        if job.registry == DOCKER_HUB:
-            with self._lock:
-                self._pending -= job.pulls
 
 
 def credential_for(job: Job, environ: Mapping[str, str]) -> tuple[str, str] | None:
@@ -384,10 +384,7 @@ def copy_all(jobs: list[Job], *, concurrency: int, timeout: int, quota: Quota, l
                 if why is not None:
                     ledger.line(f"DEFERRED {job.target}: {why}", deferred=True)
                     continue
-                try:
-                    reason, manifests = copy(job, timeout)
-                finally:
-                    quota.done(job)
+                reason, manifests = copy(job, timeout)
             except Exception as e:  # one entry's surprise is that entry's line, never the others'
                 reason, manifests = f"internal error: {type(e).__name__}", 0
             if reason:
