@@ -128,7 +128,7 @@ class Mirror:
         self.env["DOCKERHUB_SECRET_ARN"] = arn
         return arn
 
-    def mirror_images(self) -> list[list[dict[str, str]]]:
+    def mirror_images(self) -> list[list[dict[str, Any]]]:
         """The MIRROR_IMAGES of each captured StartBuild call."""
         out = []
         for build in self.builds:
