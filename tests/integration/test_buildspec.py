@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from devtools.buildspec import run_build_phase
+from devtools.buildspec import BuildRun, run_build_phase
 from devtools.registries import ECR_PASSWORD, ECR_USER, auth_file, hang
 from mirror.registry import MANIFEST_ACCEPT
 from tests.integration.conftest import Mirror
@@ -266,3 +266,79 @@ def test_targets_under_the_upstream_prefixes_are_written_and_no_others(
     assert refused.lines("REFUSED entry 1: target is not")
     assert copied.lines("COPIED"), copied.output
     assert ecr_digest(mirror, f"quay/{mirror.image('pulled')}", "1") == good.digest
+
+
+def test_concurrent_copies_match_sequential_ones_and_one_repository_copies_in_order(
+    mirror: Mirror, auth: Path, tmp_path: Path
+) -> None:
+    """COPY_CONCURRENCY copies repositories side by side (a skopeo shim holds each repository's first copy until
+    three are under way at once: it passes only if they truly run together), the tags of one repository one after
+    another; the lines and digests are the same as a sequential build's, and a failing copy fails only itself."""
+    a = mirror.seed("a", "a", tag="1")
+    a2 = mirror.seed("a", "a2", tag="2")
+    b = mirror.seed("b", "b", kind="docker-list", tag="1")
+    c = mirror.seed("c", "c", kind="oci-manifest", tag="1")
+    absent = "sha256:" + "0" * 64
+    ecr = mirror.registries.ecr.location
+
+    def entries(prefix: str) -> list[dict[str, object]]:
+        return [
+            entry(mirror, "a", a.digest, "1", prefix=prefix),
+            entry(mirror, "a", a2.digest, "2", prefix=prefix),
+            entry(mirror, "b", b.digest, "1", prefix=prefix),
+            entry(mirror, "gone", absent, "1", prefix=prefix),  # fails, alone
+            entry(mirror, "c", c.digest, "1", prefix=prefix),
+        ]
+
+    shim, log, barrier = tmp_path / "bin", tmp_path / "skopeo.log", tmp_path / "barrier"
+    shim.mkdir()
+    barrier.mkdir()
+    real = shutil.which("skopeo")
+    (shim / "skopeo").write_text(
+        "#!/bin/bash\n"
+        'last="${*: -1}"\n'
+        f'echo "begin $last" >> {log}\n'
+        'if [ "$1" = copy ] && [ "${PAR:-}" = 1 ]; then\n'
+        '  if [[ "$last" == *@* ]]; then repo="${last%@*}"; else repo="${last%:*}"; fi\n'
+        '  touch "' + str(barrier) + '/$(echo "$repo" | md5sum | cut -c1-8)"\n'
+        '  for _ in $(seq 1200); do [ "$(ls ' + str(barrier) + ' | wc -l)" -ge 3 ] && break; sleep 0.05; done\n'
+        '  [ "$(ls ' + str(barrier) + f' | wc -l)" -ge 3 ] || echo "alone $last" >> {log}\n'
+        "fi\n"
+        f'{real} "$@"; code=$?\n'
+        f'echo "end $last" >> {log}\n'
+        "exit $code\n"
+    )
+    (shim / "skopeo").chmod(0o755)
+    path = os.environ["PATH"]
+
+    sequential = run_build_phase(
+        entries("seq"), auth, cwd=tmp_path, ecr_registry=ecr, prefix="seq", extra_env={"COPY_CONCURRENCY": "1"}
+    )
+    concurrent = run_build_phase(
+        entries("par"),
+        auth,
+        cwd=tmp_path,
+        ecr_registry=ecr,
+        prefix="par",
+        extra_env={"COPY_CONCURRENCY": "4", "PATH": f"{shim}:{path}", "PAR": "1"},
+    )
+
+    def outcome(run: BuildRun, prefix: str) -> set[str]:
+        return {line.replace(f"/{prefix}/", "/P/") for line in run.output.splitlines() if line.split()[0].isupper()}
+
+    assert outcome(concurrent, "par") == outcome(sequential, "seq")
+    assert concurrent.returncode == sequential.returncode == 1
+    assert len(concurrent.lines("COPIED")) == 4
+    (failed,) = concurrent.lines("FAILED")
+    assert f"/par/{mirror.image('gone')}:1: copy failed" in failed
+    for name, tag in (("a", "1"), ("a", "2"), ("b", "1"), ("c", "1")):
+        copied = ecr_digest(mirror, f"par/{mirror.image(name)}", tag)
+        assert copied is not None
+        assert copied == ecr_digest(mirror, f"seq/{mirror.image(name)}", tag)
+    events = log.read_text().splitlines()
+    assert not [e for e in events if e.startswith("alone")], events  # three repositories were copied at once
+    repo_a = f"{ecr}/par/{mirror.image('a')}"
+    mine = [e for e in events if e.split()[1].startswith((f"docker://{repo_a}@", f"docker://{repo_a}:"))]
+    first_end = max(n for n, e in enumerate(mine) if e.startswith("end") and (a.digest in e or e.endswith(":1")))
+    second_begin = min(n for n, e in enumerate(mine) if e.startswith("begin") and (a2.digest in e or e.endswith(":2")))
+    assert first_end < second_begin, mine  # one repository: tag 1 done before tag 2 starts
