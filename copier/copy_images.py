@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from base64 import b64encode
@@ -58,6 +59,8 @@ MANIFEST_ACCEPT = (
 #: the rate-limit check: seconds for its whole exchange, and the most of a token answer it reads
 PROBE_SECONDS = 10.0
 TOKEN_CAP = 65536
+#: registries refuse manifests over 4 MiB
+MANIFEST_CAP = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Job:
     target: str
     target_host: str
     repository: str
+    tag: str
     digest: str
     registry: str
     pulls: int
@@ -126,7 +130,9 @@ def check(index: int, entry: object, target: re.Pattern[str]) -> tuple[Job | Non
         return None, f"pulls is not a whole number from 0 to {MAX_PULLS}"
     host, path = s.group(1), s.group(2)
     repository = f"{t.group(1)}/{t.group(2)}"
-    return Job(index, source, host, path, wanted, t.group(1), repository, digest, registry.lower(), pulls), None
+    return Job(
+        index, source, host, path, wanted, t.group(1), repository, t.group(3), digest, registry.lower(), pulls
+    ), None
 
 
 def skopeo(args: list[str], timeout: int, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
@@ -144,47 +150,71 @@ def skopeo(args: list[str], timeout: int, stdin: bytes | None = None) -> subproc
         return None
 
 
-def written(reference: str, host: str, timeout: int) -> tuple[str | None, int, str | None]:
-    """The sha256 of the manifest `reference` names, as the registry serves it, and how many manifests a copy of it
-    fetches (an index and each of its manifests, or one); or (None, 0, reason)."""
-    raw = skopeo(["inspect", "--raw", f"--tls-verify={tls(host)}", f"docker://{reference}"], timeout)
-    if raw is None:
-        return None, 0, f"timeout after {timeout}s"
-    if raw.returncode != 0:
-        return None, 0, "verify failed: " + last_line(raw.stderr.decode(errors="replace"))
+def copy(job: Job, timeout: int, workdir: str, environ: Mapping[str, str]) -> tuple[str | None, int]:
+    """Push every platform by digest (skopeo's --digestfile says what it wrote): no tag moves yet. Then write the
+    tag and verify it (tag()). Returns (None, the manifests copied) on success, else (the reason, 0)."""
+    digest_file = os.path.join(workdir, f"digest-{job.number}")
+    tls_flags = [f"--src-tls-verify={tls(job.source_host)}", f"--dest-tls-verify={tls(job.target_host)}"]
+    flags = ["copy", "--all", "--preserve-digests", "--retry-times", "3", "--quiet", "--digestfile", digest_file]
+    run = skopeo([*flags, *tls_flags, f"docker://{job.source}", f"docker://{job.repository}@{job.digest}"], timeout)
+    if run is None:
+        return f"timeout after {timeout}s", 0
+    if run.returncode != 0:
+        return "copy failed: " + last_line(run.stderr.decode(errors="replace")), 0
     try:
-        manifests = json.loads(raw.stdout).get("manifests")
+        with open(digest_file) as f:
+            pushed = f.read(100).strip()
+    except OSError:
+        pushed = "nothing"
+    if pushed != job.digest:
+        return f"digest mismatch: {job.repository}@{job.digest} was written as {pushed[:80]}", 0
+    return tag(job, time.monotonic() + timeout, environ)
+
+
+def login_header(host: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The Basic login `skopeo login` stored for `host` in REGISTRY_AUTH_FILE (the build's ECR login)."""
+    try:
+        with open(environ.get("REGISTRY_AUTH_FILE", "")) as f:
+            auth = json.load(f)["auths"][host]["auth"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {"Authorization": f"Basic {auth}"} if isinstance(auth, str) and auth else {}
+
+
+def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | None, int]:
+    """Write the tag through the registry API, as crane and regclient do: read back the manifest pushed by digest
+    (its sha256 checked), put those very bytes under the tag, and check the digest the registry then serves for the
+    tag. Returns (None, the manifests the copy fetched: the index and each of its manifests, or one), or (reason, 0).
+    """
+    base = f"{'http' if tls(job.target_host) == 'false' else 'https'}://{job.target_host}"
+    path = job.repository.split("/", 1)[1]
+    headers = {"Accept": MANIFEST_ACCEPT, **login_header(job.target_host, environ)}
+    try:
+        status, answer, body = _exchange(
+            f"{base}/v2/{path}/manifests/{job.digest}", "GET", headers, deadline, cap=MANIFEST_CAP
+        )
+        if status != 200:
+            return f"tag failed: reading {job.repository}@{job.digest} answered HTTP {status}", 0
+        if "sha256:" + hashlib.sha256(body).hexdigest() != job.digest:
+            return f"digest mismatch: {job.repository}@{job.digest} serves other bytes", 0
+        media_type = answer.get("Content-Type") or ""
+        put = {**headers, "Content-Type": media_type}
+        status, _, _ = _exchange(f"{base}/v2/{path}/manifests/{job.tag}", "PUT", put, deadline, body=body)
+        if status not in (200, 201):
+            return f"tag failed: writing {job.target} answered HTTP {status}", 0
+        status, answer, _ = _exchange(f"{base}/v2/{path}/manifests/{job.tag}", "HEAD", headers, deadline)
+    except TimeoutError:
+        return "tag failed: timeout", 0
+    except (OSError, http.client.HTTPException) as e:
+        return f"tag failed: {type(e).__name__}", 0
+    served = answer.get("Docker-Content-Digest", "").strip()
+    if status != 200 or served != job.digest:
+        return f"digest mismatch: {job.target} has {served[:80] or 'nothing'}, expected {job.digest}", 0
+    try:
+        manifests = json.loads(body).get("manifests")
     except (ValueError, AttributeError, RecursionError):
         manifests = None
-    count = 1 + len(manifests) if isinstance(manifests, list) else 1
-    return "sha256:" + hashlib.sha256(raw.stdout).hexdigest(), count, None
-
-
-def copy(job: Job, timeout: int) -> tuple[str | None, int]:
-    """Push by digest, verify the digest written, and only then write the tag. Returns (None, the manifests
-    copied) on success, else (the reason, 0)."""
-    flags = ["copy", "--all", "--preserve-digests", "--retry-times", "3", "--quiet"]
-    by_digest = f"{job.repository}@{job.digest}"
-    steps = (
-        (job.source, job.source_host, by_digest),  # every platform, untagged: no tag moves yet
-        (by_digest, job.target_host, job.target),  # the tag, from what was just verified, within this registry
-    )
-    manifests = 0
-    for number, (origin, origin_host, destination) in enumerate(steps):
-        tls_flags = [f"--src-tls-verify={tls(origin_host)}", f"--dest-tls-verify={tls(job.target_host)}"]
-        run = skopeo([*flags, *tls_flags, f"docker://{origin}", f"docker://{destination}"], timeout)
-        if run is None:
-            return f"timeout after {timeout}s", 0
-        if run.returncode != 0:
-            why = last_line(run.stderr.decode(errors="replace"))
-            return ("copy failed: " if number == 0 else "tag failed: ") + why, 0
-        digest, count, reason = written(destination, job.target_host, timeout)
-        if reason:
-            return reason, 0
-        if digest != job.digest:
-            return f"digest mismatch: {destination} has {digest}, expected {job.digest}", 0
-        manifests = manifests or count
-    return None, manifests
+    return None, 1 + len(manifests) if isinstance(manifests, list) else 1
 
 
 # -- Docker Hub's quota, read by the build for its own address or account ------------------------------------------
@@ -202,9 +232,10 @@ def _read(response: http.client.HTTPResponse, cap: int, deadline: float) -> byte
 
 
 def _exchange(
-    url: str, method: str, headers: dict[str, str], deadline: float
+    url: str, method: str, headers: dict[str, str], deadline: float, *, body: bytes | None = None, cap: int = TOKEN_CAP
 ) -> tuple[int, http.client.HTTPMessage, bytes]:
-    """One request, no redirect followed, body capped; raises OSError or http.client.HTTPException."""
+    """One request, no redirect followed, the answer's body capped at `cap` bytes and read no later than `deadline`;
+    raises OSError (TimeoutError when no time is left) or http.client.HTTPException."""
     parts = urlsplit(url)
     left = deadline - time.monotonic()
     if left <= 0 or not parts.hostname:
@@ -212,10 +243,11 @@ def _exchange(
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = kind(parts.hostname, parts.port, timeout=min(left, PROBE_SECONDS))
     try:
-        connection.request(method, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), headers=headers)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, target, body=body, headers=headers)
         response = connection.getresponse()
-        body = b"" if method == "HEAD" else _read(response, TOKEN_CAP, deadline)
-        return response.status, response.msg, body
+        data = b"" if method == "HEAD" else _read(response, cap, deadline)
+        return response.status, response.msg, data
     finally:
         connection.close()
 
@@ -243,22 +275,26 @@ def _realm_takes_credentials(endpoint_host: str, realm: str) -> bool | None:
     )
 
 
-def remaining_pulls(job: Job, credential: tuple[str, str] | None) -> int | None:
+def remaining_pulls(
+    job: Job, credential: tuple[str, str] | None, token: str | None = None
+) -> tuple[int | None, str | None]:
     """Docker Hub's `ratelimit-remaining` for this build (its address, or its account with a credential), read with
-    a HEAD of the source's manifest, which is not a counted pull. None when the figure cannot be read (the copy then
-    goes ahead; an exhausted quota fails it with Docker Hub's own error) or when the registry sets no limit."""
+    a HEAD of the source's manifest, which is not a counted pull; and the bearer token that HEAD was let in with (to
+    be handed back next time). The figure is None when it cannot be read (the copy then goes ahead; an exhausted
+    quota fails it with Docker Hub's own error) or when the registry sets no limit."""
     host = DOCKER_HUB_REGISTRY if job.source_host == DOCKER_HUB else job.source_host
     base = f"{'http' if LOOPBACK.fullmatch(host) else 'https'}://{host}"
     url = f"{base}/v2/{job.source_path}/manifests/{job.digest}"
     deadline = time.monotonic() + PROBE_SECONDS
     headers = {"Accept": MANIFEST_ACCEPT}
     try:
-        status, answer, _ = _exchange(url, "HEAD", headers, deadline)
+        status, answer, _ = _exchange(url, "HEAD", {**headers, **_bearer(token)}, deadline)
         challenge = _challenge(answer.get("WWW-Authenticate", "")) if status == 401 else None
+        token = None if status == 401 else token
         if challenge and challenge.get("realm"):
             trusted = _realm_takes_credentials(urlsplit(base).hostname or "", challenge["realm"])
             if trusted is None:
-                return None
+                return None, None
             query: dict[str, str] = {k: challenge[k] for k in ("service", "scope") if k in challenge}
             token_headers = {}
             if trusted and credential:
@@ -266,14 +302,40 @@ def remaining_pulls(job: Job, credential: tuple[str, str] | None) -> int | None:
             realm = challenge["realm"] + ("&" if "?" in challenge["realm"] else "?") + urlencode(query)
             code, _, body = _exchange(realm, "GET", token_headers, deadline)
             reply = json.loads(body) if code == 200 else {}
-            token = reply.get("token") or reply.get("access_token") if isinstance(reply, dict) else None
-            if not isinstance(token, str) or not token:
-                return None
-            status, answer, _ = _exchange(url, "HEAD", {**headers, "Authorization": f"Bearer {token}"}, deadline)
+            found = reply.get("token") or reply.get("access_token") if isinstance(reply, dict) else None
+            if not isinstance(found, str) or not found:
+                return None, None
+            token = found
+            status, answer, _ = _exchange(url, "HEAD", {**headers, **_bearer(token)}, deadline)
     except (OSError, http.client.HTTPException, ValueError, RecursionError):
-        return None
+        return None, None
     match = re.match(r"\s*([0-9]{1,12})", answer.get("ratelimit-remaining") or "")
-    return int(match.group(1)) if match and status == 200 else None
+    return (int(match.group(1)) if match and status == 200 else None), token
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class Probe:
+    """Reads the build's remaining Docker Hub pulls: a HEAD of one source manifest per registry host (the first
+    Docker Hub entry's; the figure is the address's or the account's, whatever the repository), its token kept for
+    as long as it is accepted, so a check costs one request."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._lock = threading.Lock()
+        self._targets: dict[str, Job] = {}
+        self._tokens: dict[str, str | None] = {}
+
+    def __call__(self, job: Job) -> int | None:
+        with self._lock:
+            target = self._targets.setdefault(job.source_host, job)
+            token = self._tokens.get(job.source_host)
+        figure, token = remaining_pulls(target, credential_for(target, self._environ), token)
+        with self._lock:
+            self._tokens[job.source_host] = token
+        return figure
 
 
 class Quota:
@@ -292,8 +354,8 @@ class Quota:
         """None when the copy may go ahead, else why it waits for the next run."""
         if job.registry != DOCKER_HUB:
             return None
+        remaining = self._probe(job)  # outside the lock: a figure read late only lowers the ledger
         with self._lock:
-            remaining = self._probe(job)
             if remaining is not None:
                 fresh = remaining - self.reserve
                 self._left = fresh if self._left is None else min(self._left, fresh)
@@ -371,7 +433,16 @@ class Ledger:
             print(text, flush=True)
 
 
-def copy_all(jobs: list[Job], *, concurrency: int, timeout: int, quota: Quota, ledger: Ledger) -> None:
+def copy_all(
+    jobs: list[Job],
+    *,
+    concurrency: int,
+    timeout: int,
+    quota: Quota,
+    ledger: Ledger,
+    workdir: str,
+    environ: Mapping[str, str],
+) -> None:
     """Every job, `concurrency` repositories at a time; the jobs of one repository one after another, in order."""
     by_repository: dict[str, list[Job]] = {}
     for job in jobs:
@@ -384,7 +455,7 @@ def copy_all(jobs: list[Job], *, concurrency: int, timeout: int, quota: Quota, l
                 if why is not None:
                     ledger.line(f"DEFERRED {job.target}: {why}", deferred=True)
                     continue
-                reason, manifests = copy(job, timeout)
+                reason, manifests = copy(job, timeout, workdir, environ)
             except Exception as e:  # one entry's surprise is that entry's line, never the others'
                 reason, manifests = f"internal error: {type(e).__name__}", 0
             if reason:
@@ -429,8 +500,17 @@ def main() -> int:
             ledger.line(f"REFUSED entry {index}: {reason}")
         else:
             jobs.append(job)
-    quota = Quota(reserve, lambda job: remaining_pulls(job, credential_for(job, environ)))
-    copy_all(jobs, concurrency=concurrency, timeout=timeout, quota=quota, ledger=ledger)
+    quota = Quota(reserve, Probe(environ))
+    with tempfile.TemporaryDirectory(prefix="mirror-copy-") as workdir:
+        copy_all(
+            jobs,
+            concurrency=concurrency,
+            timeout=timeout,
+            quota=quota,
+            ledger=ledger,
+            workdir=workdir,
+            environ=environ,
+        )
     print(
         f"{ledger.copied} copied, {ledger.deferred} deferred, {ledger.failed} failed; "
         f"{ledger.pulls} Docker Hub pulls spent"

@@ -3,7 +3,11 @@
 Prints, for each scenario: wall time, images per second, requests sent to the Docker Hub side, Docker Hub pulls
 used, the process's peak RSS and (without --no-trace) peak Python memory (tracemalloc, which slows the run).
 Scenarios: 900 images already mirrored (the nightly steady state), 1,000 images of which 100 changed (builds
-started), and a 10,000-entry list pinned by digest (dry run).
+started), and a 10,000-entry list pinned by digest (dry run). The copy scenario (`--copies N`, 0 to skip) copies N
+new multi-arch images from the Docker-Hub-like registry, behind a proxy that adds latency to every answer, into a
+fresh ECR-side registry three ways: the real build phase (COPY_CONCURRENCY 4), the same at concurrency 1, and a plain
+parallel `skopeo copy --all` loop (4 at a time) as the reference; it prints their wall times, the build's ratio to
+the loop, and the Docker Hub pulls spent per image.
 """
 
 from __future__ import annotations
@@ -117,12 +121,126 @@ def package_figures(build_dir: Path = BUILD_DIR, runs: int = 5) -> dict[str, Any
     }
 
 
+def copy_figures(workdir: Path, copies: int, platforms: int = 4, layer_mib: float = 1.0, delay: float = 0.02) -> None:
+    """The copy scenario: each way into a registry of its own (no blob already there, none mounted across)."""
+    import os
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    from devtools.buildspec import run_build_phase
+    from devtools.registries import auth_file
+
+    tokens = TokenServer(workdir / "copy-tokens")
+    upstream = Registry(workdir / "copy-upstream", token=tokens)
+    hub = HubProxy(upstream, limit=1_000_000)
+    targets: list[Registry] = []
+    arches = ("amd64", "arm64", "ppc64le", "s390x", "riscv64", "386", "arm", "mips64le")[:platforms]
+    try:
+        started = time.perf_counter()
+        layouts = []
+        for n in range(copies):
+            layout = write_image(
+                workdir / f"copy-{n}", f"copy {n}", arches=arches, padding=int(layer_mib * 2**20), tag="1"
+            )
+            push(layout, f"{upstream.location}/bench/copy{n}:1", creds=f"{tokens.username}:{tokens.password}")
+            layouts.append(layout)
+        print(f"seeded {copies} images in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        hub.delay = delay
+
+        def target(name: str) -> Registry:
+            registry = Registry(workdir / f"copy-ecr-{name}", basic=(ECR_USER, ECR_PASSWORD))
+            targets.append(registry)
+            return registry
+
+        def build(concurrency: int) -> tuple[float, int, str]:
+            ecr = target(f"build{concurrency}")
+            auth = auth_file(workdir / f"auth-{concurrency}.json", {ecr.location: (ECR_USER, ECR_PASSWORD)})
+            entries = [
+                {
+                    "source": f"{hub.location}/bench/copy{n}@{layout.digest}",
+                    "target": f"{ecr.location}/mirror/bench/copy{n}:1",
+                    "digest": layout.digest,
+                    "registry": "docker.io",
+                    "pulls": 1 + platforms,
+                }
+                for n, layout in enumerate(layouts)
+            ]
+            before = hub.remaining
+            began = time.perf_counter()
+            run = run_build_phase(
+                entries,
+                auth,
+                cwd=workdir,
+                ecr_registry=ecr.location,
+                extra_env={"COPY_CONCURRENCY": str(concurrency)},
+            )
+            seconds = time.perf_counter() - began
+            if run.returncode != 0 or len(run.lines("COPIED")) != copies:
+                raise RuntimeError(f"the build phase did not copy every image:\n{run.output}")
+            return seconds, before - hub.remaining, run.lines(f"{copies} copied")[0]
+
+        def plain_loop() -> float:
+            ecr = target("loop")
+            auth = auth_file(workdir / "auth-loop.json", {ecr.location: (ECR_USER, ECR_PASSWORD)})
+            env = {**os.environ, "REGISTRY_AUTH_FILE": str(auth)}
+
+            def one(n: int) -> None:
+                subprocess.run(
+                    [
+                        "skopeo", "copy", "--all", "--preserve-digests", "--quiet",
+                        "--src-tls-verify=false", "--dest-tls-verify=false",
+                        f"docker://{hub.location}/bench/copy{n}@{layouts[n].digest}",
+                        f"docker://{ecr.location}/mirror/bench/copy{n}:1",
+                    ],
+                    env=env, check=True, capture_output=True, timeout=600,
+                )  # fmt: skip
+
+            began = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(one, range(copies)))
+            return time.perf_counter() - began
+
+        loop = plain_loop()
+        concurrent, pulls, summary = build(4)
+        sequential, _, _ = build(1)
+        print(
+            json.dumps(
+                {
+                    "scenario": f"copy {copies} new images ({platforms} platforms, {layer_mib:g} MiB a layer), "
+                    f"{int(delay * 1000)} ms a request",
+                    "buildSeconds": round(concurrent, 2),
+                    "sequentialBuildSeconds": round(sequential, 2),
+                    "plainParallelLoopSeconds": round(loop, 2),
+                    "buildToLoopRatio": round(concurrent / loop, 2),
+                    "sequentialToLoopRatio": round(sequential / loop, 2),
+                    "dockerHubPullsPerImage": round(pulls / copies, 2),
+                    "buildSummary": summary,
+                }
+            )
+        )
+    finally:
+        for registry in targets:
+            registry.close()
+        hub.close()
+        upstream.close()
+        tokens.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--copies", type=int, default=16, help="images of the copy scenario (0: skip it)")
+    parser.add_argument("--only-copies", action="store_true", help="run the copy scenario alone")
     parser.add_argument("--no-trace", action="store_true", help="time without tracemalloc (no Python peak figure)")
     args = parser.parse_args(argv)
+    if args.only_copies:
+        workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
+        try:
+            copy_figures(workdir, args.copies)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return 0
     figures = package_figures()
     if figures is not None and not TRACE:
         print(json.dumps(figures))

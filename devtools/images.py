@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -59,23 +60,27 @@ class _Writer:
         return data, digest, size
 
 
-def _layer(content: str) -> tuple[bytes, bytes]:
-    """Return (gzipped tar, uncompressed tar) holding one file; gzip mtime 0 keeps digests reproducible."""
+def _layer(content: str, padding: int = 0) -> tuple[bytes, bytes]:
+    """Return (gzipped tar, uncompressed tar) holding one file (and `padding` bytes of noise, seeded by `content`,
+    that gzip cannot shrink); gzip mtime 0 keeps digests reproducible."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        data = content.encode()
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(data)
-        info.mtime = 0
-        tar.addfile(info, io.BytesIO(data))
+        files = [("hello.txt", content.encode())]
+        if padding:
+            files.append(("noise.bin", random.Random(content).randbytes(padding)))
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
     gz = io.BytesIO()
     with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0) as zipped:
         zipped.write(raw.getvalue())
     return gz.getvalue(), raw.getvalue()
 
 
-def _platform_manifest(w: _Writer, content: str, arch: str, docker: bool) -> dict[str, object]:
-    layer, raw = _layer(f"{content} {arch}")
+def _platform_manifest(w: _Writer, content: str, arch: str, docker: bool, padding: int = 0) -> dict[str, object]:
+    layer, raw = _layer(f"{content} {arch}", padding)
     layer_digest, layer_size = w.blob(layer)
     config = {
         "architecture": arch,
@@ -108,6 +113,7 @@ def write_image(
     kind: str = "oci-index",
     tag: str = "latest",
     arches: tuple[str, ...] = ("amd64", "arm64"),
+    padding: int = 0,
 ) -> Layout:
     """Write an image whose bytes depend only on `content` and `kind`.
 
@@ -117,12 +123,12 @@ def write_image(
     w = _Writer(root)
     docker = kind.startswith("docker")
     if kind in ("oci-index", "docker-list"):
-        children = [_platform_manifest(w, content, arch, docker) for arch in arches]
+        children = [_platform_manifest(w, content, arch, docker, padding) for arch in arches]
         index = {"schemaVersion": 2, "mediaType": DOCKER_LIST if docker else OCI_INDEX, "manifests": children}
         _, digest, size = w.json_blob(index)
         top = {"mediaType": index["mediaType"], "digest": digest, "size": size}
     elif kind in ("oci-manifest", "docker-manifest"):
-        top = _platform_manifest(w, content, arches[0], docker)
+        top = _platform_manifest(w, content, arches[0], docker, padding)
         top.pop("platform")
     else:
         raise ValueError(f"unknown image kind {kind!r}")

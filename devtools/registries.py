@@ -273,6 +273,8 @@ class HubProxy:
         #: tags per page of `GET …/tags/list` (None: pass the registry's answer through)
         self.tags_page: int | None = 100
         self.tag_pages_served = 0
+        #: seconds added before each answer: the latency of a registry across the internet (benchmarks)
+        self.delay = 0.0
         self._lock = threading.Lock()
         self._server = _serve(self._forward)
 
@@ -290,6 +292,8 @@ class HubProxy:
     def _forward(self, h: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self.requests.append((h.command, h.path))
+        if self.delay:
+            time.sleep(self.delay)
         for fragment, fault in list(self.faults.items()):
             if fragment in h.path and fault(h):
                 return
