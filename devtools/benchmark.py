@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                 invoke({"images": pinned, "dryRun": True}),
                 hub,
             )
+        if args.copies and not TRACE:  # wall times only: the timing pass
+            copy_figures(workdir, args.copies)
     finally:
         hub.close()
         upstream.close()

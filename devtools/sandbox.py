@@ -3,8 +3,9 @@
 Starts on 127.0.0.1 an "upstream" registry with Bearer token auth (standing in for Docker Hub, rate-limit headers
 included), an "ECR" registry with Basic auth and a moto server for the AWS APIs; seeds upstream with sample images;
 then runs the real handler as the nightly schedule would, and the builds it starts with the build phase of the real
-buildspec from template.yaml (the copy code CodeBuild runs). It changes one upstream image and runs again, and once
-more to show that nothing is left to copy. Every report is kept as JSON; every process started is stopped at the end,
+buildspec from template.yaml (the copy code CodeBuild runs). It changes one upstream image and releases a tag while
+the build's address is low on Docker Hub pulls (one copy is deferred), runs again once the window has reset, and
+once more to show that nothing is left to copy. Every report is kept as JSON; every process started is stopped at the end,
 on Ctrl-C and on failure.
 """
 
@@ -15,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -60,6 +62,9 @@ CHANGED = "library/nginx"
 TAG_SET = ("library/node", {"semver": ">=20", "latest": 2})
 NODE_TAGS = ["18", "20", "21", "22"]
 RELEASED = "23"
+#: run 2's Docker Hub pulls left for the build: the reserve (10) and 3, enough for nginx (an index and two
+#: platforms, counted from its copy in ECR), not for node 23 (nothing to count yet: 9 assumed)
+LOW_QUOTA = 13
 
 
 @dataclass
@@ -170,15 +175,19 @@ def short(digest: str | None) -> str:
 def table(title: str, report: dict[str, Any], builds: list[BuildRun]) -> str:
     copied = {line.split(" -> ", 1)[1] for run in builds for line in run.lines("COPIED")}
     failed = {line.split(" ", 2)[1].rstrip(":") for run in builds for line in run.lines("FAILED")}
+    deferred = {line.split(" ", 2)[1].rstrip(":") for run in builds for line in run.lines("DEFERRED")}
     rows = [("IMAGE", "STATUS", "SOURCE", "ECR BEFORE", "COPY")]
     for image in report["images"]:
         location = image["target"] and image["target"].split("/", 1)[1]
         copy_state = "-"
         if image["build"]:
-            copy_state = (
-                "copied"
-                if any(c.endswith(location) for c in copied)
-                else ("FAILED" if any(f.endswith(location) for f in failed) else "started")
+            copy_state = next(
+                (
+                    state
+                    for state, targets in (("copied", copied), ("FAILED", failed), ("deferred by the build", deferred))
+                    if any(t.endswith(location) for t in targets)
+                ),
+                "started",
             )
         rows.append(
             (image["source"], image["status"], short(image["sourceDigest"]), short(image["targetDigest"]), copy_state)
@@ -187,10 +196,12 @@ def table(title: str, report: dict[str, Any], builds: list[BuildRun]) -> str:
     lines = [title, "-" * len(title)]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     s = report["summary"]
+    spent = sum(int(m.group(1)) for run in builds if (m := re.search(r"; (\d+) Docker Hub pulls spent", run.output)))
     lines.append(
         f"{s['total']} images: {s['unchanged']} unchanged, {s['changed']} changed, {s['missing']} missing, "
-        f"{s['failed']} failed, {s['invalid']} invalid; {s['buildsStarted']} build(s) started; Docker Hub pulls "
-        f"remaining: {report['rateLimit'].get('docker.io', {}).get('remaining', 'n/a')}"
+        f"{s['deferred']} deferred, {s['failed']} failed, {s['invalid']} invalid; {s['buildsStarted']} build(s) "
+        f"started; Docker Hub pulls remaining: {report['rateLimit'].get('docker.io', {}).get('remaining', 'n/a')}; "
+        f"the copies spent {spent} pull(s)"
     )
     return "\n".join(lines)
 
@@ -225,16 +236,24 @@ def main(argv: list[str] | None = None) -> int:
             f"{TAG_SET[0]} {', '.join(NODE_TAGS)} (the list's tag set: {json.dumps(TAG_SET[1])})\n"
         )
 
+        # (title, what changes upstream, the Docker Hub pulls the build's address has left when it copies)
         steps = [
-            ("run 1: the first nightly run finds nothing in ECR", None),
-            (f"run 2: {CHANGED} changed upstream, and node {RELEASED} was released", CHANGED),
-            ("run 3: nothing left to copy", None),
+            ("run 1: the first nightly run finds nothing in ECR", None, None),
+            (
+                f"run 2: {CHANGED} changed upstream, and node {RELEASED} was released; the build's address has "
+                f"{LOW_QUOTA} Docker Hub pulls left (the reserve is 10): node {RELEASED} waits",
+                CHANGED,
+                LOW_QUOTA,
+            ),
+            ("run 3: the pull window has reset: what waited is copied", None, None),
+            ("run 4: nothing left to copy", None, None),
         ]
-        for number, (title, change) in enumerate(steps, 1):
+        for number, (title, change, quota) in enumerate(steps, 1):
             if change:
                 repository, tag, kind = next(s for s in SAMPLES if s[0] == change)
                 sandbox.seed(repository, tag, kind, "sample-changed-v2")
                 sandbox.seed(TAG_SET[0], RELEASED, "oci-manifest", f"node-{RELEASED}")
+            sandbox.hub.remaining = quota if quota is not None else sandbox.hub.limit
             report = sandbox.invoke(scheduled)
             builds = sandbox.run_builds()
             (workdir / "reports" / f"run-{number}.json").write_text(json.dumps(report, indent=1))

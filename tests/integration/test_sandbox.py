@@ -47,7 +47,7 @@ def test_sandbox_mirrors_then_copies_the_change_then_rests_and_runs_again_cleanl
         done = run_sandbox(workdir)
         assert done.returncode == 0, done.stdout + done.stderr
 
-        first, second, third = (report(workdir, n) for n in (1, 2, 3))
+        first, second, third, fourth = (report(workdir, n) for n in (1, 2, 3, 4))
         assert set(statuses(first).values()) == {"missing"}
         assert first["summary"]["buildsStarted"] == 1
         # the tag set (node >=20, the latest 2) selected 22 and 21 in run 1; run 2 picks up the new 23 by itself
@@ -64,19 +64,30 @@ def test_sandbox_mirrors_then_copies_the_change_then_rests_and_runs_again_cleanl
             "docker.io/library/node:22": "unchanged",
         }
         assert second["summary"]["tagSets"] == 1
-        assert set(statuses(third).values()) == {"unchanged"}
-        assert third["summary"]["buildsStarted"] == 0
-        # What run 1 copied is what run 2 found in ECR; run 2's new nginx is what run 3 found.
+        # run 2's build had 13 Docker Hub pulls left, 3 above the reserve of 10: nginx (3) was copied,
+        # node 23 (9 assumed) was deferred by the build, not failed; run 3, the window reset, copies it
+        (run_2,) = json.loads((workdir / "reports" / "run-2-builds.json").read_text())
+        assert run_2["returncode"] == 0
+        assert [
+            line.split()[1].rsplit("/", 2)[-2:] for line in run_2["output"].splitlines() if line.startswith("DEFERRED")
+        ] == [["library", "node:23"]]
+        assert "1 copied, 1 deferred, 0 failed; 3 Docker Hub pulls spent" in run_2["output"]
+        assert {s: v for s, v in statuses(third).items() if v != "unchanged"} == {
+            "docker.io/library/node:23": "missing"
+        }
+        assert set(statuses(fourth).values()) == {"unchanged"}
+        assert fourth["summary"]["buildsStarted"] == 0
+        # What run 1 copied is what run 2 found in ECR; run 2's new nginx is what runs 3 and 4 found.
         for image in second["images"]:
             if image["status"] == "unchanged":
                 assert image["targetDigest"] == next(
                     i["sourceDigest"] for i in first["images"] if i["source"] == image["source"]
                 )
-        nginx = next(i for i in third["images"] if "nginx" in i["source"])
+        nginx = next(i for i in fourth["images"] if "nginx" in i["source"])
         assert nginx["targetDigest"] == next(i for i in second["images"] if "nginx" in i["source"])["sourceDigest"]
         builds = json.loads((workdir / "reports" / "run-1-builds.json").read_text())
         assert [b["returncode"] for b in builds] == [0]
-        assert "6 copied, 0 failed" in builds[0]["output"]
+        assert "6 copied, 0 deferred, 0 failed" in builds[0]["output"]
         assert "run 2: library/nginx changed upstream, and node 23 was released" in done.stdout, attempt
         assert processes_under(workdir) == []
 

@@ -277,7 +277,44 @@ def test_alarms_and_rules_notify_the_topic(cfn: dict[str, Any]) -> None:
 
 
 def test_outputs(cfn: dict[str, Any]) -> None:
-    assert set(cfn["Outputs"]) >= {"MirrorRegistryUri", "FunctionName", "BuildProjectName", "BucketName"}
+    assert set(cfn["Outputs"]) >= {
+        "MirrorRegistryUri",
+        "FunctionName",
+        "BuildProjectName",
+        "BucketName",
+        "DashboardUrl",
+    }
+    assert "#dashboards/dashboard/${MirrorDashboard}" in cfn["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+
+
+def test_the_dashboard_shows_what_the_function_emits_and_the_builds(cfn: dict[str, Any]) -> None:
+    from mirror.planning import Status
+    from mirror.sync import _emit_metrics
+
+    class Sink:
+        names: set[str] = set()
+
+        def add_metric(self, name: str, unit: Any, value: float) -> None:
+            self.names.add(name)
+
+    summary = {"total": 1, **{str(s): 0 for s in Status}, "buildsStarted": 0, "tagSets": 0}
+    sink = Sink()
+    _emit_metrics(sink, {"summary": summary, "rateLimit": {"docker.io": {"limit": 100, "remaining": 50}}})
+    body = cfn["Resources"]["MirrorDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    substituted = body
+    for name in ("AWS::Region", "CopyProject", "MirrorFunction"):
+        substituted = substituted.replace("${" + name + "}", name)
+    assert "${" not in substituted
+    widgets = json.loads(substituted)["widgets"]
+    shown = {tuple(m[:2]) for w in widgets for m in w["properties"]["metrics"]}
+    ours = {name for namespace, name in shown if namespace == "EcrMirror"}
+    assert ours <= sink.names  # nothing on it that the function never emits
+    statuses = {"ImagesUnchanged", "ImagesChanged", "ImagesMissing", "ImagesDeferred", "ImagesInflight", "ImagesFailed"}
+    assert ours >= statuses | {"BuildsStarted", "DockerHubPullsRemaining"}
+    assert {("AWS/CodeBuild", "FailedBuilds"), ("AWS/CodeBuild", "Duration"), ("AWS/Lambda", "Duration")} <= shown
+    (duration,) = [w for w in widgets if ["AWS/Lambda", "Duration"] == w["properties"]["metrics"][0][:2]]
+    timeout = cfn["Resources"]["MirrorFunction"]["Properties"]["Timeout"]
+    assert duration["properties"]["annotations"]["horizontal"][0]["value"] == timeout * 1000
 
 
 def test_events_are_valid_requests() -> None:
