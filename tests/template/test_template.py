@@ -312,7 +312,7 @@ def test_the_dashboard_shows_what_the_function_emits_and_the_builds(cfn: dict[st
     statuses = {"ImagesUnchanged", "ImagesChanged", "ImagesMissing", "ImagesDeferred", "ImagesInflight", "ImagesFailed"}
     assert ours >= statuses | {"BuildsStarted", "DockerHubPullsRemaining"}
     assert {("AWS/CodeBuild", "FailedBuilds"), ("AWS/CodeBuild", "Duration"), ("AWS/Lambda", "Duration")} <= shown
-    (duration,) = [w for w in widgets if ["AWS/Lambda", "Duration"] == w["properties"]["metrics"][0][:2]]
+    (duration,) = [w for w in widgets if w["properties"]["metrics"][0][:2] == ["AWS/Lambda", "Duration"]]
     timeout = cfn["Resources"]["MirrorFunction"]["Properties"]["Timeout"]
     assert duration["properties"]["annotations"]["horizontal"][0]["value"] == timeout * 1000
 
