@@ -5,8 +5,8 @@ included), an "ECR" registry with Basic auth and a moto server for the AWS APIs;
 then runs the real handler as the nightly schedule would, and the builds it starts with the build phase of the real
 buildspec from template.yaml (the copy code CodeBuild runs). It changes one upstream image and releases a tag while
 the build's address is low on Docker Hub pulls (one copy is deferred), runs again once the window has reset, and
-once more to show that nothing is left to copy. Every report is kept as JSON; every process started is stopped at the end,
-on Ctrl-C and on failure.
+once more to show that nothing is left to copy. Every report is kept as JSON; every process started is stopped at
+the end, on Ctrl-C and on failure.
 """
 
 from __future__ import annotations
