@@ -20,8 +20,8 @@ class Status(StrEnum):
     DEFERRED = "deferred"  # its Docker Hub pulls do not fit above the reserve now: the next run copies it
 
 
-#: what a copy is assumed to cost when no copy of it is in ECR yet to count: one pull per manifest fetched, an index
-#: and eight platforms (the platform count of most Docker official images, attestations not counted)
+#: what a copy of an index is assumed to cost when no copy of it is in ECR yet to count (or a pinned source's type is
+#: unknown): one pull per manifest fetched, an index and eight platforms (most Docker official images' platforms)
 ASSUMED_PULLS = 9
 
 
@@ -30,7 +30,7 @@ class Check:
     """What was learnt of one image: its source digest, its target digest (None: missing) or why it failed.
 
     `complete` is False when the deadline cut the check short: the next run checks that entry first. `pulls` is
-    what copying it again costs, counted from the copy in ECR (its manifests), when one was read.
+    what copying it costs, where known: one for a single manifest, else what the copy in ECR counts (its manifests).
     """
 
     source_digest: str | None = None

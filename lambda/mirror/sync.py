@@ -30,7 +30,7 @@ from .ecr import SOURCE_TAG, aws_error, claim_repository, registry_auth
 from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Status, batches, plan
 from .references import DOCKER_HUB
-from .registry import Credential, DeadlineError, NotFoundError, RegistryClient, RegistryError
+from .registry import Credential, DeadlineError, ManifestHead, NotFoundError, RegistryClient, RegistryError
 from .report import Outcome
 from .settings import ConfigurationError, Settings
 from .state import AnotherRunError, History, Lease, Place, identity
@@ -223,10 +223,11 @@ def check_images(
     the other images go on.
     """
 
-    def lookup(side: str, host: str, repository: str, reference: str) -> tuple[str | None, str | None]:
-        """(digest, None); (None, None) for a target not in ECR yet; (None, reason) on failure. Deadline passes."""
+    def lookup(side: str, host: str, repository: str, reference: str) -> tuple[ManifestHead | None, str | None]:
+        """(what the HEAD told, None); (None, None) for a target not in ECR yet; (None, reason) on failure.
+        Deadline passes."""
         try:
-            return client.manifest_digest(host, repository, reference), None
+            return client.manifest_head(host, repository, reference), None
         except DeadlineError:
             raise
         except NotFoundError as e:
@@ -237,18 +238,24 @@ def check_images(
     def check(entry: Entry) -> Check:
         assert entry.source is not None
         assert entry.target is not None
-        source_digest, error = entry.source.digest, None
+        source_digest, error, index = entry.source.digest, None, None
         try:
             if source_digest is None:
                 source, ref = entry.source, entry.source.reference
-                source_digest, error = lookup("source", source.registry, source.repository, ref)
-            target_digest, target_error = lookup("target", ecr_host, entry.target.repository, entry.target.tag)
+                head, error = lookup("source", source.registry, source.repository, ref)
+                source_digest, index = (head.digest, head.index) if head is not None else (None, None)
+            target, target_error = lookup("target", ecr_host, entry.target.repository, entry.target.tag)
         except DeadlineError:
             # Reported, never dropped: the next run checks it first. A source error found first is the reason.
             return Check(source_digest, None, error or DEADLINE_REASON, complete=False)
+        target_digest = target.digest if target is not None else None
         pulls = None
-        if error is None and target_digest is not None and source_digest != target_digest:
-            pulls = copy_cost(entry.target.repository, target_digest)
+        if error is None and source_digest is not None and source_digest != target_digest:
+            # A single manifest costs one pull; an index costs what its copy in ECR counts, when there is one.
+            if index is False:
+                pulls = 1
+            elif target_digest is not None:
+                pulls = copy_cost(entry.target.repository, target_digest)
         result = Check(source_digest, target_digest, error or target_error, pulls=pulls)
         if budget is not None:
             budget.found(result, entry.target.repository)

@@ -1,7 +1,7 @@
 """The OCI Distribution client, split as regclient splits it: transport (bounded HTTP), auth, operations."""
 
 from .auth import Challenge, Credential, parse_challenge
-from .client import MANIFEST_ACCEPT, RegistryClient, default_base_url
+from .client import MANIFEST_ACCEPT, ManifestHead, RegistryClient, default_base_url
 from .errors import (
     AuthError,
     BadResponseError,
@@ -25,6 +25,7 @@ __all__ = [
     "Challenge",
     "Credential",
     "DeadlineError",
+    "ManifestHead",
     "NotFoundError",
     "NotFoundOrDeniedError",
     "RateLimit",

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from ..references import DOCKER_HUB, TAG, is_digest
@@ -25,7 +26,20 @@ MANIFEST_ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
+INDEX_TYPES = frozenset(
+    {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+)
 DOCKER_HUB_URL = "https://registry-1.docker.io"
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    """What a HEAD of a manifest tells: its digest, and whether it is an index (None: the type was not given)."""
+
+    digest: str
+    index: bool | None
+
+
 #: tag listing: asked per page, pages followed by their Link header; all of it bounded
 TAGS_PAGE = 100
 TAGS_MAX_PAGES = 100
@@ -123,6 +137,11 @@ class RegistryClient:
 
     def manifest_digest(self, host: str, repository: str, reference: str) -> str:
         """The digest of `repository:reference` on `host`, learnt with HEAD (not a counted pull on Docker Hub)."""
+        return self.manifest_head(host, repository, reference).digest
+
+    def manifest_head(self, host: str, repository: str, reference: str) -> ManifestHead:
+        """The digest of `repository:reference` on `host` and whether it is an index, learnt with HEAD (not a
+        counted pull on Docker Hub)."""
         url = f"{self.base_url(host)}/v2/{repository}/manifests/{reference}"
         what = f"{host}/{repository}:{reference}" if not is_digest(reference) else f"{host}/{repository}@{reference}"
         reply = self._authorized(host, repository, "HEAD", url, {"Accept": MANIFEST_ACCEPT}, what)
@@ -132,7 +151,8 @@ class RegistryClient:
         digest = digest.strip()
         if not is_digest(digest):
             raise BadResponseError(f"{what}: malformed Docker-Content-Digest {digest[:80]!r}")
-        return digest
+        media_type = (reply.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        return ManifestHead(digest, None if not media_type else media_type in INDEX_TYPES)
 
     def manifest_count(self, host: str, repository: str, digest: str) -> int:
         """How many manifests a copy of `repository@digest` fetches: an index and each of its manifests, or one.
