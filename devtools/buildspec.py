@@ -79,6 +79,25 @@ def run_build_phase(
     return BuildRun(code, "".join(output))
 
 
+def exported_variables(env: dict[str, str], *, cwd: Path) -> dict[str, str]:
+    """What CodeBuild would export after the build (env.exported-variables): the post_build phase's commands run in
+    one shell, as CodeBuild runs a phase's commands, with `env` and the buildspec's own variables; then each exported
+    variable's value."""
+    spec = buildspec()
+    names: list[str] = spec["env"].get("exported-variables", [])
+    script = "\n".join([*spec["phases"]["post_build"]["commands"], *(f'printf "%s\\0" "${{{n}:-}}"' for n in names)])
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env={"PATH": os.environ["PATH"], **spec["env"].get("variables", {}), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(zip(names, done.stdout.split("\0"), strict=False))
+
+
 def copy_program() -> str:
     """The Python program of the build phase (the heredoc CodeBuild feeds to python3)."""
     command = next(c for c in build_commands() if "<<'COPY'" in c)

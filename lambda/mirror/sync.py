@@ -617,3 +617,6 @@ def _emit_metrics(metrics: MetricSink, report: Mapping[str, Any]) -> None:
     hub = report["rateLimit"].get(DOCKER_HUB)
     if hub and hub["remaining"] is not None:
         metrics.add_metric(name="DockerHubPullsRemaining", unit=MetricUnit.Count, value=hub["remaining"])
+    previous = report.get("previousRun")
+    if previous and previous["dockerHubPulls"] is not None:
+        metrics.add_metric(name="DockerHubPullsSpent", unit=MetricUnit.Count, value=previous["dockerHubPulls"])

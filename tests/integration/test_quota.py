@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from devtools.buildspec import run_build_phase
+from devtools.buildspec import exported_variables, run_build_phase
 from devtools.localaws import PROJECT
 from devtools.registries import ECR_PASSWORD, ECR_USER, auth_file
 from mirror.planning import ASSUMED_PULLS
@@ -81,6 +81,16 @@ def test_the_estimate_comes_from_the_copy_in_ecr_and_decides_what_fits(mirror: M
     assert small["status"] == "changed"  # list order, yet what fits still goes
     assert small["pulls"] == 1
     assert [e["pulls"] for e in mirror.mirror_images()[0]] == [1]
+
+
+def test_a_single_platform_image_costs_one_pull_with_nothing_in_ecr(mirror: Mirror) -> None:
+    """The check's HEAD names the manifest's type: a single manifest is one pull, an index is assumed at 9."""
+    mirror.seed("single", "s", kind="docker-manifest")
+    mirror.seed("listed", "l", kind="docker-list")
+
+    report = mirror.invoke({"images": [mirror.image("single"), mirror.image("listed")], "dryRun": True})
+
+    assert [(i["status"], i["pulls"]) for i in report["images"]] == [("missing", 1), ("missing", ASSUMED_PULLS)]
 
 
 def test_without_credentials_the_function_leaves_the_quota_to_the_build(mirror: Mirror) -> None:
@@ -222,6 +232,10 @@ def test_the_build_spends_what_fits_and_counts_the_pulls_it_spent(mirror: Mirror
     assert mirror.registries.hub.remaining == 10  # as Docker Hub counts, the index and each platform: all estimated
     assert f"2 copied, 1 deferred, 0 failed; {2 * per_copy} Docker Hub pulls spent" in run.output
     assert (tmp_path / "pulls").read_text() == str(2 * per_copy)
+    # what CodeBuild exports once the build ends (post_build runs after a failed build phase too)
+    exported = exported_variables({"MIRROR_PULLS_FILE": str(tmp_path / "pulls")}, cwd=tmp_path)
+    assert exported == {"MIRROR_PULLS_USED": str(2 * per_copy)}
+    assert exported_variables({"MIRROR_PULLS_FILE": str(tmp_path / "none")}, cwd=tmp_path) == {"MIRROR_PULLS_USED": ""}
 
 
 def test_the_builds_quota_check_logs_in_as_its_docker_hub_account(mirror: Mirror, auth: Path, tmp_path: Path) -> None:

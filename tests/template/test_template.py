@@ -299,7 +299,10 @@ def test_the_dashboard_shows_what_the_function_emits_and_the_builds(cfn: dict[st
 
     summary = {"total": 1, **{str(s): 0 for s in Status}, "buildsStarted": 0, "tagSets": 0}
     sink = Sink()
-    _emit_metrics(sink, {"summary": summary, "rateLimit": {"docker.io": {"limit": 100, "remaining": 50}}})
+    previous = {"runId": "r", "builds": 1, "dockerHubPulls": 5}
+    _emit_metrics(
+        sink, {"summary": summary, "rateLimit": {"docker.io": {"limit": 100, "remaining": 50}}, "previousRun": previous}
+    )
     body = cfn["Resources"]["MirrorDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     substituted = body
     for name in ("AWS::Region", "CopyProject", "MirrorFunction"):
@@ -310,7 +313,7 @@ def test_the_dashboard_shows_what_the_function_emits_and_the_builds(cfn: dict[st
     ours = {name for namespace, name in shown if namespace == "EcrMirror"}
     assert ours <= sink.names  # nothing on it that the function never emits
     statuses = {"ImagesUnchanged", "ImagesChanged", "ImagesMissing", "ImagesDeferred", "ImagesInflight", "ImagesFailed"}
-    assert ours >= statuses | {"BuildsStarted", "DockerHubPullsRemaining"}
+    assert ours >= statuses | {"BuildsStarted", "DockerHubPullsRemaining", "DockerHubPullsSpent"}
     assert {("AWS/CodeBuild", "FailedBuilds"), ("AWS/CodeBuild", "Duration"), ("AWS/Lambda", "Duration")} <= shown
     (duration,) = [w for w in widgets if w["properties"]["metrics"][0][:2] == ["AWS/Lambda", "Duration"]]
     timeout = cfn["Resources"]["MirrorFunction"]["Properties"]["Timeout"]
