@@ -15,7 +15,7 @@ import botocore.awsrequest
 import pytest
 
 from devtools.registries import Fault, answer, cut_off, drip, hang, huge, redirect_loop, reset
-from mirror.registry import RegistryClient
+from mirror.registry import ManifestHead, RegistryClient
 from tests.integration.conftest import Mirror
 
 TOOMANY = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}'
@@ -150,15 +150,15 @@ def test_token_endpoint_fault_fails_only_that_repository_and_memory_stays_flat(m
 def test_an_unforeseen_error_in_one_check_is_that_images_record(
     mirror: Mirror, monkeypatch: pytest.MonkeyPatch, function_logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    real = RegistryClient.manifest_digest
+    real = RegistryClient.manifest_head
     victim = mirror.image("victim")
 
-    def buggy(self: RegistryClient, host: str, repository: str, reference: str) -> str:
+    def buggy(self: RegistryClient, host: str, repository: str, reference: str) -> ManifestHead:
         if repository == victim:
             raise KeyError("a bug nobody foresaw")
         return real(self, host, repository, reference)
 
-    monkeypatch.setattr(RegistryClient, "manifest_digest", buggy)
+    monkeypatch.setattr(RegistryClient, "manifest_head", buggy)
 
     report, _, _ = run_with_fault(mirror, None, token_fault=answer(200, times=0))
 
