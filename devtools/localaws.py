@@ -52,3 +52,73 @@ def build_environment(params: dict[str, Any], session: Any) -> dict[str, str]:
             value = json.loads(secret)[key]
         env[variable["name"]] = value
     return env
+
+
+class LocalCodeBuild:
+    """CodeBuild in small, for the sandbox: moto starts builds but drops their overrides and finishes them at once.
+    This records each StartBuild's parameters and answers ListBuildsForProject and BatchGetBuilds as CodeBuild does
+    (ids newest first; a build's overrides in environment.environmentVariables; IN_PROGRESS until the sandbox has
+    run it, then SUCCEEDED or FAILED with the buildspec's exportedEnvironmentVariables)."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, dict[str, Any]]] = []  # (build id, StartBuild's parameters), oldest first
+        self._finished: dict[str, tuple[bool, dict[str, str]]] = {}
+        self._params: list[dict[str, Any]] = []
+
+    def attach(self, session: Any) -> None:
+        events = session.events
+        events.register("provide-client-params.codebuild.StartBuild", self._record)
+        events.register("after-call.codebuild.StartBuild", self._started)
+        events.register("before-call.codebuild.ListBuildsForProject", self._list)
+        events.register("before-call.codebuild.BatchGetBuilds", self._batch)
+
+    def pending(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(i, p) for i, p in self.started if i not in self._finished]
+
+    def finish(self, build_id: str, succeeded: bool, exported: dict[str, str]) -> None:
+        self._finished[build_id] = (succeeded, exported)
+
+    def _record(self, params: dict[str, Any], **_: Any) -> None:
+        self._params.append(copy.deepcopy(params))
+
+    def _started(self, parsed: dict[str, Any], **_: Any) -> None:
+        if "build" in parsed and self._params:
+            self.started.append((str(parsed["build"]["id"]), self._params.pop(0)))
+
+    @staticmethod
+    def _answer(body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        import botocore.awsrequest
+
+        return botocore.awsrequest.AWSResponse("", 200, botocore.awsrequest.HTTPHeaders(), None), body
+
+    def _list(self, **_: Any) -> tuple[Any, dict[str, Any]]:
+        return self._answer({"ids": [i for i, _ in reversed(self.started)]})
+
+    def _batch(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        import json
+
+        # before-call sees the serialized request: CodeBuild speaks JSON, so the ids are in its body
+        body = params.get("body") or b"{}"
+        asked = json.loads(body.decode() if isinstance(body, bytes) else body).get("ids", [])
+        known = dict(self.started)
+        builds = []
+        for build_id in asked:
+            if build_id not in known:
+                continue
+            variables = [
+                {"name": v["name"], "value": v["value"], "type": v["type"]}
+                for v in known[build_id]["environmentVariablesOverride"]
+            ]
+            build: dict[str, Any] = {
+                "id": build_id,
+                "projectName": PROJECT,
+                "buildStatus": "IN_PROGRESS",
+                "currentPhase": "QUEUED",
+                "environment": {"environmentVariables": variables},
+            }
+            if build_id in self._finished:
+                succeeded, exported = self._finished[build_id]
+                build.update(buildStatus="SUCCEEDED" if succeeded else "FAILED", currentPhase="COMPLETED")
+                build["exportedEnvironmentVariables"] = [{"name": k, "value": v} for k, v in exported.items()]
+            builds.append(build)
+        return self._answer({"builds": builds})

@@ -29,14 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lambda"))
 
-from devtools.buildspec import BuildRun, run_build_phase  # noqa: E402
+from devtools.buildspec import BuildRun, exported_variables, run_build_phase  # noqa: E402
 from devtools.images import Layout, push, write_image  # noqa: E402
 from devtools.localaws import (  # noqa: E402
     LAMBDA_ENVIRONMENT,
     PROJECT,
+    LocalCodeBuild,
     build_environment,
     create_copy_project,
-    record_builds,
 )
 from devtools.registries import (  # noqa: E402
     ECR_ACCOUNT_HOST,
@@ -71,7 +71,7 @@ LOW_QUOTA = 12
 class Sandbox:
     workdir: Path
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    builds: list[dict[str, Any]] = field(default_factory=list)
+    codebuild: LocalCodeBuild = field(default_factory=LocalCodeBuild)
 
     def start(self) -> None:
         self.tokens = TokenServer(self.workdir / "tokens")
@@ -135,9 +135,8 @@ class Sandbox:
         from devtools.context import FakeLambdaContext
 
         session = boto3.session.Session()
-        record_builds(session, self.builds)
+        self.codebuild.attach(session)
         app.session_factory = lambda: session
-        self.builds.clear()
         # The function's JSON logs and metrics go to a file, as they would go to CloudWatch.
         with (self.workdir / "reports" / "function.log").open("a") as log, contextlib.redirect_stdout(log):
             handler = app.logger.registered_handler
@@ -150,18 +149,21 @@ class Sandbox:
         return report
 
     def run_builds(self) -> list[BuildRun]:
-        """What CodeBuild would do: the buildspec's build phase with each build's MIRROR_IMAGES."""
+        """What CodeBuild would do: the buildspec's build phase with each build's MIRROR_IMAGES, then its post_build
+        phase, whose exported variables (the Docker Hub pulls spent) the next run reads back from CodeBuild."""
         auth = auth_file(self.workdir / "auth.json", {self.ecr.location: (ECR_USER, ECR_PASSWORD)})
-        runs = []
+        runs: list[BuildRun] = []
         import boto3
 
-        for build in self.builds:
-            env = build_environment(build, boto3.session.Session())
-            runs.append(
-                run_build_phase(
-                    env.pop("MIRROR_IMAGES"), auth, cwd=self.workdir, ecr_registry=self.ecr.location, extra_env=env
-                )
+        for build_id, params in self.codebuild.pending():
+            env = build_environment(params, boto3.session.Session())
+            env["MIRROR_PULLS_FILE"] = str(self.workdir / f"pulls-{len(self.codebuild.started)}-{len(runs)}")
+            run = run_build_phase(
+                env.pop("MIRROR_IMAGES"), auth, cwd=self.workdir, ecr_registry=self.ecr.location, extra_env=env
             )
+            exported = exported_variables({"MIRROR_PULLS_FILE": env["MIRROR_PULLS_FILE"]}, cwd=self.workdir)
+            self.codebuild.finish(build_id, run.returncode == 0, exported)
+            runs.append(run)
         return runs
 
     def close(self) -> None:
@@ -203,6 +205,12 @@ def table(title: str, report: dict[str, Any], builds: list[BuildRun]) -> str:
         f"started; Docker Hub pulls remaining: {report['rateLimit'].get('docker.io', {}).get('remaining', 'n/a')}; "
         f"the copies spent {spent} pull(s)"
     )
+    previous = report.get("previousRun")
+    if previous and previous["dockerHubPulls"] is not None:
+        lines.append(
+            f"the previous run's {previous['builds']} build(s) spent {previous['dockerHubPulls']} Docker Hub pull(s), "
+            "as CodeBuild reported them to this run"
+        )
     return "\n".join(lines)
 
 

@@ -72,6 +72,10 @@ def test_sandbox_mirrors_then_copies_the_change_then_rests_and_runs_again_cleanl
         deferred = [line.split()[1] for line in run_2["output"].splitlines() if line.startswith("DEFERRED")]
         assert [target.rstrip(":").rsplit("/", 2)[-2:] for target in deferred] == [["library", "nginx:1.27"]]
         assert "1 copied, 1 deferred, 0 failed; 1 Docker Hub pulls spent" in run_2["output"]
+        # what each run's build spent comes back to the next run through CodeBuild's exported variable
+        assert (second["previousRun"]["runId"], second["previousRun"]["dockerHubPulls"]) == (first["runId"], 10)
+        assert third["previousRun"]["dockerHubPulls"] == 1
+        assert fourth["previousRun"]["dockerHubPulls"] == 3
         assert {s: v for s, v in statuses(third).items() if v != "unchanged"} == {
             "docker.io/library/nginx:1.27": "changed"
         }
