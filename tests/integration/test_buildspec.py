@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from copier import copy_images
 from devtools.buildspec import BuildRun, run_build_phase
 from devtools.registries import ECR_PASSWORD, ECR_USER, auth_file, hang
 from mirror.registry import MANIFEST_ACCEPT
@@ -338,3 +340,34 @@ def test_concurrent_copies_match_sequential_ones_and_one_repository_copies_in_or
     first_end = max(n for n, e in enumerate(mine) if e.startswith("end") and (a.digest in e or e.endswith(":1")))
     second_begin = min(n for n, e in enumerate(mine) if e.startswith("begin") and (a2.digest in e or e.endswith(":2")))
     assert first_end < second_begin, mine  # one repository: tag 1 done before tag 2 starts
+
+
+def test_the_tag_step_writes_only_a_verified_digest_and_says_why_it_did_not(
+    mirror: Mirror, auth: Path, tmp_path: Path
+) -> None:
+    """The build's tag step against the real ECR-side registry: the manifest pushed by digest is read back, put
+    under the tag and checked; without the registry's login, or without that manifest, no tag is written."""
+    ecr = mirror.registries.ecr.location
+    repository = f"mirror/{mirror.image('tagged')}"
+    layout = mirror.seed_ecr(repository, "t", tag="by-digest-only")  # as the by-digest push leaves it
+    target = copy_images.target_pattern(ecr, "mirror")
+    assert target is not None
+
+    def job(digest: str) -> copy_images.Job:
+        checked, reason = copy_images.check(1, entry(mirror, "tagged", digest, "1"), target)
+        assert checked is not None, reason
+        return checked
+
+    deadline = time.monotonic() + 30
+    no_login = copy_images.tag(job(layout.digest), deadline, {"REGISTRY_AUTH_FILE": str(tmp_path / "none.json")})
+    absent = copy_images.tag(job("sha256:" + "0" * 64), deadline, {"REGISTRY_AUTH_FILE": str(auth)})
+    assert no_login == (f"tag failed: reading {ecr}/{repository}@{layout.digest} answered HTTP 401", 0)
+    assert absent[0] is not None
+    assert absent[0].startswith("tag failed: reading")
+    assert absent[0].endswith("answered HTTP 404")
+    assert ecr_digest(mirror, repository, "1") is None  # nothing tagged
+
+    written = copy_images.tag(job(layout.digest), deadline, {"REGISTRY_AUTH_FILE": str(auth)})
+
+    assert written == (None, 1 + len(layout.manifests()))  # the manifests a copy of it fetched
+    assert ecr_digest(mirror, repository, "1") == layout.digest
