@@ -190,7 +190,7 @@ def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | No
     path = job.repository.split("/", 1)[1]
     headers = {"Accept": MANIFEST_ACCEPT, **login_header(job.target_host, environ)}
     try:
-        status, answer, body = _exchange(
+        status, answer, body = _retried(
             f"{base}/v2/{path}/manifests/{job.digest}", "GET", headers, deadline, cap=MANIFEST_CAP
         )
         if status != 200:
@@ -199,10 +199,10 @@ def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | No
             return f"digest mismatch: {job.repository}@{job.digest} serves other bytes", 0
         media_type = answer.get("Content-Type") or ""
         put = {**headers, "Content-Type": media_type}
-        status, _, _ = _exchange(f"{base}/v2/{path}/manifests/{job.tag}", "PUT", put, deadline, body=body)
+        status, _, _ = _retried(f"{base}/v2/{path}/manifests/{job.tag}", "PUT", put, deadline, body=body)
         if status not in (200, 201):
             return f"tag failed: writing {job.target} answered HTTP {status}", 0
-        status, answer, _ = _exchange(f"{base}/v2/{path}/manifests/{job.tag}", "HEAD", headers, deadline)
+        status, answer, _ = _retried(f"{base}/v2/{path}/manifests/{job.tag}", "HEAD", headers, deadline)
     except TimeoutError:
         return "tag failed: timeout", 0
     except (OSError, http.client.HTTPException) as e:
@@ -250,6 +250,27 @@ def _exchange(
         return response.status, response.msg, data
     finally:
         connection.close()
+
+
+def _retried(
+    url: str, method: str, headers: dict[str, str], deadline: float, *, body: bytes | None = None, cap: int = TOKEN_CAP
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """_exchange, tried again (after 1 s, then 2 s, never past `deadline`) on a broken connection, 429 or 5xx: the
+    requests are idempotent (a GET, a HEAD, a PUT of the same bytes)."""
+    for attempt in range(3):
+        if attempt:
+            time.sleep(min(2.0 ** (attempt - 1), max(0.0, deadline - time.monotonic())))
+        try:
+            answer = _exchange(url, method, headers, deadline, body=body, cap=cap)
+        except TimeoutError:
+            raise
+        except (OSError, http.client.HTTPException):
+            if attempt == 2 or time.monotonic() >= deadline:
+                raise
+            continue
+        if answer[0] not in (429, 500, 502, 503, 504) or attempt == 2:
+            return answer
+    raise TimeoutError("no time left")  # not reached: the last attempt returns or raises
 
 
 def _challenge(header: str) -> dict[str, str] | None:

@@ -13,7 +13,7 @@ import requests
 
 from copier import copy_images
 from devtools.buildspec import BuildRun, run_build_phase
-from devtools.registries import ECR_PASSWORD, ECR_USER, auth_file, hang
+from devtools.registries import ECR_PASSWORD, ECR_USER, HubProxy, answer, auth_file, hang
 from mirror.registry import MANIFEST_ACCEPT
 from tests.integration.conftest import Mirror
 
@@ -371,3 +371,35 @@ def test_the_tag_step_writes_only_a_verified_digest_and_says_why_it_did_not(
 
     assert written == (None, 1 + len(layout.manifests()))  # the manifests a copy of it fetched
     assert ecr_digest(mirror, repository, "1") == layout.digest
+
+
+def test_the_tag_step_rides_out_a_transient_registry_error(mirror: Mirror, tmp_path: Path) -> None:
+    """A fault proxy in front of the ECR-side registry: two 503s are retried; an error that stays is the reason."""
+    ecr = mirror.registries.ecr
+    front = HubProxy(ecr)
+    try:
+        repository = f"mirror/{mirror.image('flaky')}"
+        layout = mirror.seed_ecr(repository, "f", tag="by-digest-only")
+        login = auth_file(tmp_path / "front.json", {front.location: (ECR_USER, ECR_PASSWORD)})
+        target = copy_images.target_pattern(front.location, "mirror")
+        assert target is not None
+        pinned = dict(entry(mirror, "flaky", layout.digest, "1"), target=f"{front.location}/{repository}:1")
+        job, reason = copy_images.check(1, pinned, target)
+        assert job is not None, reason
+        environ = {"REGISTRY_AUTH_FILE": str(login)}
+
+        front.faults["/manifests/"] = answer(503, times=2)
+        assert copy_images.tag(job, time.monotonic() + 60, environ) == (None, 1 + len(layout.manifests()))
+        assert ecr_digest(mirror, repository, "1") == layout.digest
+
+        front.faults["/manifests/"] = answer(503)
+        stuck = dict(pinned, target=f"{front.location}/{repository}:2")
+        job, _ = copy_images.check(1, stuck, target)
+        assert job is not None
+        assert copy_images.tag(job, time.monotonic() + 60, environ) == (
+            f"tag failed: reading {front.location}/{repository}@{layout.digest} answered HTTP 503",
+            0,
+        )
+        assert ecr_digest(mirror, repository, "2") is None
+    finally:
+        front.close()
