@@ -104,6 +104,11 @@ def tls(host: str) -> str:
     return "false" if LOOPBACK.fullmatch(host) else "true"
 
 
+def base_url(host: str) -> str:
+    """The registry API's base for `host` (host[:port]): plain http only on loopback, as tls() decides."""
+    return f"{'http' if tls(host) == 'false' else 'https'}://{host}"
+
+
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     line = lines[-1] if lines else "no output"
@@ -186,7 +191,7 @@ def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | No
     (its sha256 checked), put those very bytes under the tag, and check the digest the registry then serves for the
     tag. Returns (None, the manifests the copy fetched: the index and each of its manifests, or one), or (reason, 0).
     """
-    base = f"{'http' if tls(job.target_host) == 'false' else 'https'}://{job.target_host}"
+    base = base_url(job.target_host)
     path = job.repository.split("/", 1)[1]
     headers = {"Accept": MANIFEST_ACCEPT, **login_header(job.target_host, environ)}
     try:
@@ -256,21 +261,19 @@ def _retried(
     url: str, method: str, headers: dict[str, str], deadline: float, *, body: bytes | None = None, cap: int = TOKEN_CAP
 ) -> tuple[int, http.client.HTTPMessage, bytes]:
     """_exchange, tried again (after 1 s, then 2 s, never past `deadline`) on a broken connection, 429 or 5xx: the
-    requests are idempotent (a GET, a HEAD, a PUT of the same bytes)."""
-    for attempt in range(3):
-        if attempt:
-            time.sleep(min(2.0 ** (attempt - 1), max(0.0, deadline - time.monotonic())))
+    requests are idempotent (a GET, a HEAD, a PUT of the same bytes). The third attempt's answer is the answer."""
+    for attempt in range(2):
         try:
             answer = _exchange(url, method, headers, deadline, body=body, cap=cap)
+            if answer[0] not in (429, 500, 502, 503, 504):
+                return answer
         except TimeoutError:
             raise
         except (OSError, http.client.HTTPException):
-            if attempt == 2 or time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 raise
-            continue
-        if answer[0] not in (429, 500, 502, 503, 504) or attempt == 2:
-            return answer
-    raise TimeoutError("no time left")  # not reached: the last attempt returns or raises
+        time.sleep(min(2.0**attempt, max(0.0, deadline - time.monotonic())))
+    return _exchange(url, method, headers, deadline, body=body, cap=cap)
 
 
 def _challenge(header: str) -> dict[str, str] | None:
@@ -280,7 +283,8 @@ def _challenge(header: str) -> dict[str, str] | None:
 
 
 def _loopback_name(name: str) -> bool:
-    return name in ("localhost", "::1") or re.fullmatch(r"127(?:\.[0-9]{1,3}){3}", name) is not None
+    """LOOPBACK, for a host name as urlsplit gives it (no port, an IPv6 address without its brackets)."""
+    return LOOPBACK.fullmatch(f"[{name}]" if ":" in name else name) is not None
 
 
 def _realm_takes_credentials(endpoint_host: str, realm: str) -> bool | None:
@@ -303,8 +307,7 @@ def remaining_pulls(
     a HEAD of the source's manifest, which is not a counted pull; and the bearer token that HEAD was let in with (to
     be handed back next time). The figure is None when it cannot be read (the copy then goes ahead; an exhausted
     quota fails it with Docker Hub's own error) or when the registry sets no limit."""
-    host = DOCKER_HUB_REGISTRY if job.source_host == DOCKER_HUB else job.source_host
-    base = f"{'http' if LOOPBACK.fullmatch(host) else 'https'}://{host}"
+    base = base_url(DOCKER_HUB_REGISTRY if job.source_host == DOCKER_HUB else job.source_host)
     url = f"{base}/v2/{job.source_path}/manifests/{job.digest}"
     deadline = time.monotonic() + PROBE_SECONDS
     headers = {"Accept": MANIFEST_ACCEPT}
@@ -396,28 +399,28 @@ def credential_for(job: Job, environ: Mapping[str, str]) -> tuple[str, str] | No
     REGISTRY_LOGIN_<n> whose host is the source's."""
     if job.registry == DOCKER_HUB and environ.get("DOCKERHUB_USERNAME") and environ.get("DOCKERHUB_PASSWORD"):
         return environ["DOCKERHUB_USERNAME"], environ["DOCKERHUB_PASSWORD"]
-    for number in range(1, 101):
-        host = environ.get(f"REGISTRY_LOGIN_{number}_HOST")
-        if host is None:
-            break
-        if host == job.source_host:
-            return environ.get(f"REGISTRY_LOGIN_{number}_USERNAME", ""), environ.get(
-                f"REGISTRY_LOGIN_{number}_PASSWORD", ""
-            )
-    return None
+    return next(((u, p) for _, host, u, p in registry_logins(environ) if host == job.source_host), None)
 
 
-def log_in(environ: dict[str, str], timeout: int) -> list[str]:
-    """`skopeo login` to each source registry handed over as REGISTRY_LOGIN_<n>_HOST/_USERNAME/_PASSWORD (CodeBuild
-    resolves the secret and masks it); the password goes on stdin, never on a command line or in a line printed.
-    Returns one line per failed login (copies from that registry then fail on their own)."""
-    problems = []
+def registry_logins(environ: Mapping[str, str]) -> list[tuple[int, str, str, str]]:
+    """(n, host, username, password) of each REGISTRY_LOGIN_<n>_HOST/_USERNAME/_PASSWORD, n from 1 up to the first
+    gap (at most 100); CodeBuild resolves the secrets and masks them."""
+    found = []
     for number in range(1, 101):
         host = environ.get(f"REGISTRY_LOGIN_{number}_HOST")
         if host is None:
             break
         username = environ.get(f"REGISTRY_LOGIN_{number}_USERNAME", "")
-        password = environ.get(f"REGISTRY_LOGIN_{number}_PASSWORD", "")
+        found.append((number, host, username, environ.get(f"REGISTRY_LOGIN_{number}_PASSWORD", "")))
+    return found
+
+
+def log_in(environ: dict[str, str], timeout: int) -> list[str]:
+    """`skopeo login` to each source registry handed over as REGISTRY_LOGIN_<n>_*; the password goes on stdin, never
+    on a command line or in a line printed. Returns one line per failed login (copies from that registry then fail
+    on their own)."""
+    problems = []
+    for number, host, username, password in registry_logins(environ):
         if not re.fullmatch(HOST, host) or not username or not password:
             problems.append(f"FAILED: login {number}: a registry host, a username and a password are needed")
             continue

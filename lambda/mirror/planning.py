@@ -50,7 +50,7 @@ class Copy:
     target: Target
     digest: str
     status: Status
-    pulls: int = ASSUMED_PULLS
+    pulls: int
 
 
 @dataclass(frozen=True)

@@ -526,6 +526,7 @@ def _sync(
         outcomes: dict[int, Outcome] = {}
         builds = 0
         recent = _recent_builds(aws, settings, log, run_id)
+        rate_limits = client.rate_limits()  # the checks are done: no more registry requests this run
         if result.copies:
             outcomes, builds = apply_plan(
                 result.copies,
@@ -536,11 +537,10 @@ def _sync(
                 log,
                 budget,
                 in_flight=recent.in_flight,
-                pulls_left=_pulls_left(settings, client.rate_limits()),
+                pulls_left=_pulls_left(settings, rate_limits),
                 dry_run=request.dry_run,
                 run_id=run_id,
             )
-        rate_limits = client.rate_limits()
         requests_sent = client.requests_sent
     finally:
         client.close()

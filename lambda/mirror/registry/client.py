@@ -30,16 +30,6 @@ INDEX_TYPES = frozenset(
     {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
 )
 DOCKER_HUB_URL = "https://registry-1.docker.io"
-
-
-@dataclass(frozen=True)
-class ManifestHead:
-    """What a HEAD of a manifest tells: its digest, and whether it is an index (None: the type was not given)."""
-
-    digest: str
-    index: bool | None
-
-
 #: tag listing: asked per page, pages followed by their Link header; all of it bounded
 TAGS_PAGE = 100
 TAGS_MAX_PAGES = 100
@@ -48,6 +38,14 @@ TAGS_MAX = 10_000
 TAGS_BODY_CAP = 2 * 2**20
 _TAG_RE = re.compile(TAG)
 _LINK_RE = re.compile(r'\s*<([^<>]*)>\s*((?:;\s*[A-Za-z0-9_.-]+\s*=\s*(?:"[^"]*"|[^;,"]*)\s*)*)(?:,|$)')
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    """What a HEAD of a manifest tells: its digest, and whether it is an index (None: the type was not given)."""
+
+    digest: str
+    index: bool | None
 
 
 def next_link(header: str) -> str | None:
