@@ -38,6 +38,31 @@ def record_builds(session: Any, builds: list[dict[str, Any]]) -> None:
     )
 
 
+def answered(body: dict[str, Any], status: int = 200) -> tuple[Any, dict[str, Any]]:
+    """What a `before-call` hook returns to answer an AWS call itself: the HTTP status and the parsed response."""
+    import botocore.awsrequest
+
+    return botocore.awsrequest.AWSResponse("", status, botocore.awsrequest.HTTPHeaders(), None), body
+
+
+def answering(body: dict[str, Any]) -> Any:
+    """A `before-call` hook that answers every call it is registered for with `body`."""
+    return lambda **_: answered(body)
+
+
+def aws_error(code: str, message: str, status: int = 400) -> Any:
+    """A `before-call` hook that fails every call with an AWS error, as botocore parses one; `.calls` counts them."""
+    calls: list[str] = []
+
+    def respond(**_: Any) -> tuple[Any, dict[str, Any]]:
+        calls.append(code)
+        body = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return answered(body, status)
+
+    respond.calls = calls  # type: ignore[attr-defined]
+    return respond
+
+
 def build_environment(params: dict[str, Any], session: Any) -> dict[str, str]:
     """The variables a build started with `params` sees: PLAINTEXT as given, SECRETS_MANAGER resolved as CodeBuild
     resolves `<secret arn>:<json key>` (from moto's Secrets Manager)."""
@@ -63,11 +88,11 @@ class LocalCodeBuild:
     def __init__(self) -> None:
         self.started: list[tuple[str, dict[str, Any]]] = []  # (build id, StartBuild's parameters), oldest first
         self._finished: dict[str, tuple[bool, dict[str, str]]] = {}
-        self._params: list[dict[str, Any]] = []
+        self._params: list[dict[str, Any]] = []  # StartBuild's parameters, until its answer names the build
 
     def attach(self, session: Any) -> None:
+        record_builds(session, self._params)
         events = session.events
-        events.register("provide-client-params.codebuild.StartBuild", self._record)
         events.register("after-call.codebuild.StartBuild", self._started)
         events.register("before-call.codebuild.ListBuildsForProject", self._list)
         events.register("before-call.codebuild.BatchGetBuilds", self._batch)
@@ -78,21 +103,12 @@ class LocalCodeBuild:
     def finish(self, build_id: str, succeeded: bool, exported: dict[str, str]) -> None:
         self._finished[build_id] = (succeeded, exported)
 
-    def _record(self, params: dict[str, Any], **_: Any) -> None:
-        self._params.append(copy.deepcopy(params))
-
     def _started(self, parsed: dict[str, Any], **_: Any) -> None:
         if "build" in parsed and self._params:
             self.started.append((str(parsed["build"]["id"]), self._params.pop(0)))
 
-    @staticmethod
-    def _answer(body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        import botocore.awsrequest
-
-        return botocore.awsrequest.AWSResponse("", 200, botocore.awsrequest.HTTPHeaders(), None), body
-
     def _list(self, **_: Any) -> tuple[Any, dict[str, Any]]:
-        return self._answer({"ids": [i for i, _ in reversed(self.started)]})
+        return answered({"ids": [i for i, _ in reversed(self.started)]})
 
     def _batch(self, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
         import json
@@ -121,4 +137,4 @@ class LocalCodeBuild:
                 build.update(buildStatus="SUCCEEDED" if succeeded else "FAILED", currentPhase="COMPLETED")
                 build["exportedEnvironmentVariables"] = [{"name": k, "value": v} for k, v in exported.items()]
             builds.append(build)
-        return self._answer({"builds": builds})
+        return answered({"builds": builds})

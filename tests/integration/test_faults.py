@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import botocore.awsrequest
 import pytest
 
+from devtools.localaws import aws_error
 from devtools.registries import Fault, answer, cut_off, drip, hang, huge, redirect_loop, reset
 from mirror.registry import ManifestHead, RegistryClient
 from tests.integration.conftest import Mirror
@@ -231,17 +231,6 @@ def test_images_not_checked_before_the_deadline_are_reported_as_deadline(mirror:
 
 
 # -- the AWS side ---------------------------------------------------------------------------------------------------
-
-
-def aws_error(code: str, message: str, status: int = 400) -> Any:
-    def respond(**_: Any) -> tuple[botocore.awsrequest.AWSResponse, dict[str, Any]]:
-        calls.append(code)
-        body = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
-        return botocore.awsrequest.AWSResponse("", status, botocore.awsrequest.HTTPHeaders(), None), body
-
-    calls: list[str] = []
-    respond.calls = calls  # type: ignore[attr-defined]
-    return respond
 
 
 @pytest.mark.parametrize(

@@ -9,18 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import botocore.awsrequest
-
-from devtools.localaws import PROJECT
+from devtools.localaws import PROJECT, answering, aws_error
 from mirror.codebuild import idempotency_token
 from tests.integration.conftest import Mirror
-
-
-def answering(body: dict[str, Any]) -> Any:
-    def respond(**_: Any) -> tuple[botocore.awsrequest.AWSResponse, dict[str, Any]]:
-        return botocore.awsrequest.AWSResponse("", 200, botocore.awsrequest.HTTPHeaders(), None), body
-
-    return respond
 
 
 def running_build(build_id: str, mirror_images: list[dict[str, str]], *, phase: str = "QUEUED") -> dict[str, Any]:
@@ -89,13 +80,7 @@ def test_start_build_carries_an_idempotency_token_per_batch(mirror: Mirror) -> N
 def test_when_codebuild_cannot_say_the_copies_start_as_usual(mirror: Mirror) -> None:
     mirror.seed("a", "a")
 
-    def denied(**_: Any) -> tuple[botocore.awsrequest.AWSResponse, dict[str, Any]]:
-        body = {
-            "Error": {"Code": "AccessDeniedException", "Message": "no"},
-            "ResponseMetadata": {"HTTPStatusCode": 400},
-        }
-        return botocore.awsrequest.AWSResponse("", 400, botocore.awsrequest.HTTPHeaders(), None), body
-
+    denied = aws_error("AccessDeniedException", "no")
     mirror.session.events.register("before-call.codebuild.ListBuildsForProject", denied)
 
     report = mirror.invoke({"images": [mirror.image("a")]})

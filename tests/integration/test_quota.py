@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from devtools.buildspec import exported_variables, run_build_phase
-from devtools.localaws import PROJECT
+from devtools.localaws import PROJECT, answering
 from devtools.registries import ECR_PASSWORD, ECR_USER, auth_file
 from mirror.planning import ASSUMED_PULLS
 from tests.integration.conftest import Mirror
 from tests.integration.test_buildspec import ecr_digest, entry
-from tests.integration.test_in_flight import answering
 
 HUB_SECRET = json.dumps({"username": "hubuser", "password": "hub-access-token-s3cret"})
 

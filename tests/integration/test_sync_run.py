@@ -7,10 +7,9 @@ import json
 import logging
 from typing import Any
 
-import botocore.awsrequest
 import pytest
 
-from devtools.localaws import PROJECT
+from devtools.localaws import PROJECT, aws_error
 from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD
 from mirror.planning import ASSUMED_PULLS
 from tests.integration.conftest import Mirror
@@ -315,16 +314,7 @@ def test_broken_configuration_fails_before_anything_starts(mirror: Mirror) -> No
 
 def test_build_that_cannot_start_fails_its_images_with_the_reason(mirror: Mirror) -> None:
     mirror.seed("nginx", "v1")
-    attempts: list[int] = []
-
-    def over_the_limit(**_: Any) -> tuple[botocore.awsrequest.AWSResponse, dict[str, Any]]:
-        attempts.append(1)
-        error = {"Code": "AccountLimitExceededException", "Message": "Cannot have more than 1 builds in queue"}
-        return botocore.awsrequest.AWSResponse("", 400, botocore.awsrequest.HTTPHeaders(), None), {
-            "Error": error,
-            "ResponseMetadata": {"HTTPStatusCode": 400},
-        }
-
+    over_the_limit = aws_error("AccountLimitExceededException", "Cannot have more than 1 builds in queue")
     mirror.session.events.register("before-call.codebuild.StartBuild", over_the_limit)
 
     report = mirror.invoke({"images": [mirror.image("nginx")]})
@@ -333,7 +323,7 @@ def test_build_that_cannot_start_fails_its_images_with_the_reason(mirror: Mirror
     assert image["status"] == "failed"
     assert image["error"].startswith("build could not be started: AccountLimitExceededException")
     assert image["sourceDigest"] is not None
-    assert len(attempts) == 3
+    assert len(over_the_limit.calls) == 3
     assert report["summary"]["buildsStarted"] == 0
 
 
