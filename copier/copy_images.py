@@ -3,24 +3,29 @@ every platform and every digest kept, into this account's mirror only, the tag w
 verified. Standard library only: the build image has python3, not this project's packages.
 
 Nothing from the variable reaches a shell: it is parsed as JSON, each string is checked against strict patterns
-(the target must be $ECR_REGISTRY/$TARGET_PREFIX/..., the source pinned by digest), and skopeo runs from an
-argument list. One line per entry: COPIED, FAILED <target>: <reason>, DEFERRED <target>: <reason> or
+(the target must be <this account's registry>/$TARGET_PREFIX/..., the source pinned by digest), and skopeo runs
+from an argument list. What the build trusts it derives: this account's registry from CODEBUILD_BUILD_ARN (a
+StartBuild caller cannot set a CODEBUILD_ variable), an entry's registry from its source host (an entry naming
+another is refused). One line per entry: COPIED, FAILED <target>: <reason>, DEFERRED <target>: <reason> or
 REFUSED entry <n>: <reason>.
 
 Copies run COPY_CONCURRENCY at a time, those into one repository one after another (a tag set's tags share
-layers). Before each Docker Hub copy the build reads its own `ratelimit-remaining` with a HEAD of the source (not a
-counted pull): a copy whose estimated pulls do not fit above DOCKERHUB_PULL_RESERVE is deferred, not failed, and the
-next run copies it. The Docker Hub pulls spent (one per manifest copied) go to MIRROR_PULLS_FILE for the buildspec
-to export.
+layers). Before each Docker Hub copy the build reads its own `ratelimit-remaining` with a HEAD of a manifest at
+Docker Hub's own endpoint (not a counted pull): a copy whose estimated pulls do not fit above DOCKERHUB_PULL_RESERVE
+is deferred, not failed, and the next run copies it. The Docker Hub pulls spent (one per manifest copied) go to
+MIRROR_PULLS_FILE for the buildspec to export. One deadline per entry, COPY_TIMEOUT_SECONDS from its start, covers
+its quota check, copy and tag.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +35,23 @@ from base64 import b64encode
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
+
+# The realm, host and loopback rules are the function's own (lambda/mirror/trust.py): imported here, inlined in
+# their place by the buildspec's embed step (devtools.buildspec), since the build has nothing but its buildspec.
+# -- begin mirror.trust --
+from mirror.trust import (
+    DOCKER_HUB,
+    DOCKER_HUB_HOSTS,
+    UntrustedURLError,
+    endpoint_url,
+    is_loopback,
+    parse_url,
+    realm_takes_credentials,
+    registry_of,
+)
+
+# -- end mirror.trust --
 
 HOST = (
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
@@ -40,33 +61,35 @@ PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z
 DIGEST = r"sha256:[a-f0-9]{64}"
 TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 SOURCE = re.compile(rf"({HOST})/({PATH})@({DIGEST})")
-LOOPBACK = re.compile(r"(?:127(?:\.[0-9]{1,3}){3}|localhost|\[::1\])(?::[0-9]{1,5})?")
 MAX_LENGTH = 512
 FIELDS = {"source", "target", "digest", "registry", "pulls"}
-#: seconds one skopeo run may take before that entry fails with "timeout" (the next entries still run)
+#: seconds one entry (its quota check, copy and tag) may take before it fails with "timeout" (the next still run)
 DEFAULT_TIMEOUT = 900
 DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 16
 MAX_PULLS = 100_000
 DEFAULT_RESERVE = 10
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_REGISTRY = "registry-1.docker.io"
-DOCKER_HUB_AUTH = "auth.docker.io"
 MANIFEST_ACCEPT = (
     "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
 )
-#: the rate-limit check: seconds for its whole exchange, and the most of a token answer it reads
+#: the rate-limit check: the most seconds of an entry's time its whole exchange may take, and the most of a token
+#: answer it reads
 PROBE_SECONDS = 10.0
 TOKEN_CAP = 65536
 #: registries refuse manifests over 4 MiB
 MANIFEST_CAP = 4 * 2**20
+#: the build's own ARN (CodeBuild sets it; a StartBuild caller cannot): partition, region and account
+BUILD_ARN = re.compile(r"arn:(aws[a-z-]*):codebuild:([a-z]{2}(?:-[a-z]+)+-[0-9]):([0-9]{12}):build/[A-Za-z0-9_:.-]+")
+#: the DNS suffix of ECR's registries in each partition a build may run in
+ECR_DOMAINS = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
 
 
 @dataclass(frozen=True)
 class Job:
     """One checked entry: the source (its host and repository path), the target (its host and repository), the
-    digest, the source's registry as users name it, and the Docker Hub pulls the function estimated."""
+    digest, the source's registry as users name it (derived from the source host), and the Docker Hub pulls the
+    function estimated."""
 
     number: int
     source: str
@@ -79,6 +102,87 @@ class Job:
     digest: str
     registry: str
     pulls: int
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One entry's time: COPY_TIMEOUT_SECONDS from when it starts, for its quota check, its copy and its tag."""
+
+    seconds: int
+    at: float
+
+    @classmethod
+    def start(cls, seconds: int) -> Deadline:
+        return cls(seconds, time.monotonic() + seconds)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+
+@dataclass(frozen=True)
+class AccountRegistry:
+    """This account's registry, the one place the build writes; `region` is None outside CodeBuild (tests and the
+    sandbox, where the registry is a loopback one and its login is already in REGISTRY_AUTH_FILE)."""
+
+    host: str
+    region: str | None
+
+
+def account_registry(environ: Mapping[str, str]) -> AccountRegistry:
+    """Where the build may write, from what a StartBuild caller cannot set: CODEBUILD_BUILD_ARN
+    (`arn:<partition>:codebuild:<region>:<account>:build/<project>:<id>`) names the account and region, hence
+    `<account>.dkr.ecr.<region>.amazonaws.com`. ECR_REGISTRY, which any caller may override, must then be unset or
+    that very host. Outside CodeBuild (no CODEBUILD_BUILD_ARN) ECR_REGISTRY is taken only when it is a loopback
+    registry. Raises ValueError saying why not."""
+    arn = environ.get("CODEBUILD_BUILD_ARN", "")
+    named = environ.get("ECR_REGISTRY", "")
+    if not arn:
+        if not re.fullmatch(HOST, named) or not is_loopback(named):
+            raise ValueError(
+                f"ECR_REGISTRY {named[:100]!r}: outside CodeBuild (no CODEBUILD_BUILD_ARN) the build writes only to "
+                "a loopback registry"
+            )
+        return AccountRegistry(named, None)
+    match = BUILD_ARN.fullmatch(arn)
+    if match is None or match.group(1) not in ECR_DOMAINS:
+        raise ValueError(f"CODEBUILD_BUILD_ARN {arn[:200]!r} does not name a build's partition, region and account")
+    partition, region, account = match.groups()
+    host = f"{account}.dkr.ecr.{region}.{ECR_DOMAINS[partition]}"
+    if named and named != host:
+        raise ValueError(
+            f"ECR_REGISTRY {named[:100]!r} is not this build's registry {host} (from CODEBUILD_BUILD_ARN): where the "
+            "build writes is not a StartBuild caller's to choose"
+        )
+    return AccountRegistry(host, region)
+
+
+def registry_endpoints(raw: str) -> dict[str, str]:
+    """REGISTRY_ENDPOINTS as the function reads it: a JSON object of registry -> base URL (https, or plain http on
+    loopback; no path, query or credentials), `index.docker.io` and `registry-1.docker.io` meaning docker.io.
+    Raises ValueError saying what is wrong."""
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValueError("REGISTRY_ENDPOINTS is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise ValueError("REGISTRY_ENDPOINTS is not a JSON object of registry -> base URL")
+    endpoints = {}
+    for name, url in parsed.items():
+        if not re.fullmatch(HOST, name) or not isinstance(url, str):
+            raise ValueError(f"REGISTRY_ENDPOINTS[{name[:100]!r}] must map a registry host to a URL")
+        try:
+            where = parse_url(url)
+        except UntrustedURLError as e:
+            raise ValueError(f"REGISTRY_ENDPOINTS[{name!r}]: {e}") from None
+        if where.target != "/":
+            raise ValueError(f"REGISTRY_ENDPOINTS[{name!r}]: {url[:100]!r} must be a base URL without a path")
+        if where.scheme == "http" and not is_loopback(where.host):
+            raise ValueError(f"REGISTRY_ENDPOINTS[{name!r}]: plain http is allowed only for loopback addresses")
+        name = name.lower()
+        endpoints[DOCKER_HUB if name in DOCKER_HUB_HOSTS else name] = where.origin
+    return endpoints
 
 
 def target_pattern(registry: str, prefix: str, upstream: str = "") -> re.Pattern[str] | None:
@@ -101,12 +205,7 @@ def target_pattern(registry: str, prefix: str, upstream: str = "") -> re.Pattern
 
 def tls(host: str) -> str:
     # Loopback registries (tests, sandboxes) speak plain HTTP: the function's rule, nothing else.
-    return "false" if LOOPBACK.fullmatch(host) else "true"
-
-
-def base_url(host: str) -> str:
-    """The registry API's base for `host` (host[:port]): plain http only on loopback, as tls() decides."""
-    return f"{'http' if tls(host) == 'false' else 'https'}://{host}"
+    return "false" if is_loopback(host) else "true"
 
 
 def last_line(text: str) -> str:
@@ -115,8 +214,12 @@ def last_line(text: str) -> str:
     return re.sub(r'^time="[^"]*" level=\w+ msg=', "", line)[:300]
 
 
-def check(index: int, entry: object, target: re.Pattern[str]) -> tuple[Job | None, str | None]:
-    """The entry as a Job, or None and the reason it is refused."""
+def check(
+    index: int, entry: object, target: re.Pattern[str], endpoints: Mapping[str, str]
+) -> tuple[Job | None, str | None]:
+    """The entry as a Job, or None and the reason it is refused. Its registry is derived from the source host by
+    the function's rule (`endpoints`: REGISTRY_ENDPOINTS): Docker Hub's credential, quota and pull count follow
+    it, so an entry naming another registry than its source's is refused."""
     if not isinstance(entry, dict) or set(entry) != FIELDS:
         return None, "entry must be an object with exactly source, target, digest, registry and pulls"
     if not all(isinstance(entry[k], str) and len(entry[k]) <= MAX_LENGTH for k in FIELDS - {"pulls"}):
@@ -131,49 +234,54 @@ def check(index: int, entry: object, target: re.Pattern[str]) -> tuple[Job | Non
         return None, "digest is not the digest the source is pinned to"
     if not re.fullmatch(HOST, registry):
         return None, "registry is not a registry name"
+    host, path = s.group(1), s.group(2)
+    derived = registry_of(host, endpoints)
+    if registry.lower() != derived:
+        return None, f"registry {registry} is not the registry of the source's host {host} ({derived})"
     if type(pulls) is not int or not 0 <= pulls <= MAX_PULLS:
         return None, f"pulls is not a whole number from 0 to {MAX_PULLS}"
-    host, path = s.group(1), s.group(2)
     repository = f"{t.group(1)}/{t.group(2)}"
-    return Job(
-        index, source, host, path, wanted, t.group(1), repository, t.group(3), digest, registry.lower(), pulls
-    ), None
+    return Job(index, source, host, path, wanted, t.group(1), repository, t.group(3), digest, derived, pulls), None
 
 
-def skopeo(args: list[str], timeout: int, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
+def skopeo(args: list[str], timeout: float, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
     """skopeo's result, or None when it ran out of time."""
+    return run(["skopeo", *args], timeout, stdin)
+
+
+def run(command: list[str], timeout: float, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
+    """A tool's result, or None when it ran out of time (or had none left)."""
+    if timeout <= 0:
+        return None
     try:
-        # An argument list, no shell; every value in it was checked first. skopeo comes from the build image's PATH.
-        return subprocess.run(  # noqa: S603
-            ["skopeo", *args],  # noqa: S607
-            input=stdin,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
+        # An argument list, no shell; every value in it was checked first. The tools come from the build image's PATH.
+        return subprocess.run(command, input=stdin, capture_output=True, timeout=timeout, check=False)  # noqa: S603
     except subprocess.TimeoutExpired:
         return None
 
 
-def copy(job: Job, timeout: int, workdir: str, environ: Mapping[str, str]) -> tuple[str | None, int]:
+def copy(job: Job, deadline: Deadline, workdir: str, environ: Mapping[str, str]) -> tuple[str | None, int]:
     """Push every platform by digest (skopeo's --digestfile says what it wrote): no tag moves yet. Then write the
-    tag and verify it (tag()). Returns (None, the manifests copied) on success, else (the reason, 0)."""
+    tag and verify it (tag()), in what is left of the entry's time. Returns (None, the manifests copied) on success,
+    else (the reason, 0)."""
     digest_file = os.path.join(workdir, f"digest-{job.number}")
     tls_flags = [f"--src-tls-verify={tls(job.source_host)}", f"--dest-tls-verify={tls(job.target_host)}"]
     flags = ["copy", "--all", "--preserve-digests", "--retry-times", "3", "--quiet", "--digestfile", digest_file]
-    run = skopeo([*flags, *tls_flags, f"docker://{job.source}", f"docker://{job.repository}@{job.digest}"], timeout)
-    if run is None:
-        return f"timeout after {timeout}s", 0
-    if run.returncode != 0:
-        return "copy failed: " + last_line(run.stderr.decode(errors="replace")), 0
+    pushed = skopeo(
+        [*flags, *tls_flags, f"docker://{job.source}", f"docker://{job.repository}@{job.digest}"], deadline.left()
+    )
+    if pushed is None:
+        return f"timeout after {deadline.seconds}s", 0
+    if pushed.returncode != 0:
+        return "copy failed: " + last_line(pushed.stderr.decode(errors="replace")), 0
     try:
         with open(digest_file) as f:
-            pushed = f.read(100).strip()
+            written = f.read(100).strip()
     except OSError:
-        pushed = "nothing"
-    if pushed != job.digest:
-        return f"digest mismatch: {job.repository}@{job.digest} was written as {pushed[:80]}", 0
-    return tag(job, time.monotonic() + timeout, environ)
+        written = "nothing"
+    if written != job.digest:
+        return f"digest mismatch: {job.repository}@{job.digest} was written as {written[:80]}", 0
+    return tag(job, deadline.at, environ)
 
 
 def login_header(host: str, environ: Mapping[str, str]) -> dict[str, str]:
@@ -189,9 +297,10 @@ def login_header(host: str, environ: Mapping[str, str]) -> dict[str, str]:
 def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | None, int]:
     """Write the tag through the registry API, as crane and regclient do: read back the manifest pushed by digest
     (its sha256 checked), put those very bytes under the tag, and check the digest the registry then serves for the
-    tag. Returns (None, the manifests the copy fetched: the index and each of its manifests, or one), or (reason, 0).
+    tag; all before `deadline`. Returns (None, the manifests the copy fetched: the index and each of its manifests,
+    or one), or (reason, 0).
     """
-    base = base_url(job.target_host)
+    base = endpoint_url(job.target_host, {})
     path = job.repository.split("/", 1)[1]
     headers = {"Accept": MANIFEST_ACCEPT, **login_header(job.target_host, environ)}
     try:
@@ -210,6 +319,8 @@ def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | No
         status, answer, _ = _retried(f"{base}/v2/{path}/manifests/{job.tag}", "HEAD", headers, deadline)
     except TimeoutError:
         return "tag failed: timeout", 0
+    except UntrustedURLError as e:
+        return f"tag failed: {e}", 0
     except (OSError, http.client.HTTPException) as e:
         return f"tag failed: {type(e).__name__}", 0
     served = answer.get("Docker-Content-Digest", "").strip()
@@ -222,38 +333,49 @@ def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | No
     return None, 1 + len(manifests) if isinstance(manifests, list) else 1
 
 
-# -- Docker Hub's quota, read by the build for its own address or account ------------------------------------------
-
-
-def _read(response: http.client.HTTPResponse, cap: int, deadline: float) -> bytes:
-    """At most `cap` bytes of a body, never past `deadline` (a server dripping bytes does not hold the build)."""
-    data = b""
-    while len(data) < cap and time.monotonic() < deadline:
-        chunk = response.read1(min(4096, cap - len(data)))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def _exchange(
     url: str, method: str, headers: dict[str, str], deadline: float, *, body: bytes | None = None, cap: int = TOKEN_CAP
 ) -> tuple[int, http.client.HTTPMessage, bytes]:
-    """One request, no redirect followed, the answer's body capped at `cap` bytes and read no later than `deadline`;
-    raises OSError (TimeoutError when no time is left) or http.client.HTTPException."""
-    parts = urlsplit(url)
+    """One request to where trust.parse_url says `url` goes, no redirect followed, the answer's body capped at `cap`
+    bytes; the whole exchange (connect, headers, body) ends by `deadline`. http.client's timeout bounds each socket
+    operation only (a server dripping a header byte every 0.3 s held it 50 s against a 10 s limit), so a watchdog
+    shuts the socket down at the deadline. Raises TimeoutError when the deadline cut it (or no time was left),
+    UntrustedURLError for a URL refused, else OSError or http.client.HTTPException."""
+    where = parse_url(url)
     left = deadline - time.monotonic()
-    if left <= 0 or not parts.hostname:
+    if left <= 0:
         raise TimeoutError("no time left")
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=min(left, PROBE_SECONDS))
+    kind = http.client.HTTPSConnection if where.scheme == "https" else http.client.HTTPConnection
+    connection = kind(where.host, where.port, timeout=left)
+    cut = threading.Event()
+
+    def cut_off() -> None:
+        cut.set()
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # socket.socket's own shutdown, even for a TLS socket: it wakes a read blocked in another thread
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(left, cut_off)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request(method, target, body=body, headers=headers)
+        connection.connect()
+        if cut.is_set():  # the deadline fell while connecting, before the socket could be shut
+            raise TimeoutError("the deadline passed")
+        connection.request(method, where.target, body=body, headers=headers)
         response = connection.getresponse()
-        data = b"" if method == "HEAD" else _read(response, cap, deadline)
+        data = b"" if method == "HEAD" else response.read(cap)
+        if cut.is_set():
+            raise TimeoutError("the deadline passed")
         return response.status, response.msg, data
+    except (OSError, http.client.HTTPException) as e:
+        if cut.is_set() and not isinstance(e, TimeoutError):
+            raise TimeoutError("the deadline passed") from e
+        raise
     finally:
+        watchdog.cancel()
         connection.close()
 
 
@@ -276,49 +398,31 @@ def _retried(
     return _exchange(url, method, headers, deadline, body=body, cap=cap)
 
 
+# -- Docker Hub's quota, read by the build for its own address or account ------------------------------------------
+
+
 def _challenge(header: str) -> dict[str, str] | None:
     if not header.lower().startswith("bearer "):
         return None
     return {k.lower(): v for k, v in re.findall(r'([A-Za-z]+)="([^"]*)"', header[:4096])}
 
 
-def _loopback_name(name: str) -> bool:
-    """LOOPBACK, for a host name as urlsplit gives it (no port, an IPv6 address without its brackets)."""
-    return LOOPBACK.fullmatch(f"[{name}]" if ":" in name else name) is not None
-
-
-def _realm_takes_credentials(endpoint_host: str, realm: str) -> bool | None:
-    """As the function's rule: None for a realm refused outright, else whether it may receive the credential."""
-    parts = urlsplit(realm)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return None
-    loopback, realm_loopback = _loopback_name(endpoint_host), _loopback_name(parts.hostname)
-    if (parts.scheme == "http" and not (loopback and realm_loopback)) or (realm_loopback and not loopback):
-        return None
-    return parts.hostname == endpoint_host or (
-        endpoint_host == DOCKER_HUB_REGISTRY and parts.hostname == DOCKER_HUB_AUTH
-    )
-
-
 def remaining_pulls(
-    job: Job, credential: tuple[str, str] | None, token: str | None = None
+    endpoint: str, job: Job, credential: tuple[str, str] | None, token: str | None, deadline: float
 ) -> tuple[int | None, str | None]:
-    """Docker Hub's `ratelimit-remaining` for this build (its address, or its account with a credential), read with
-    a HEAD of the source's manifest, which is not a counted pull; and the bearer token that HEAD was let in with (to
-    be handed back next time). The figure is None when it cannot be read (the copy then goes ahead; an exhausted
-    quota fails it with Docker Hub's own error) or when the registry sets no limit."""
-    base = base_url(DOCKER_HUB_REGISTRY if job.source_host == DOCKER_HUB else job.source_host)
-    url = f"{base}/v2/{job.source_path}/manifests/{job.digest}"
-    deadline = time.monotonic() + PROBE_SECONDS
+    """Docker Hub's `ratelimit-remaining` for this build (its address, or its account with a credential), read at
+    Docker Hub's `endpoint` with a HEAD of the job's manifest, which is not a counted pull; and the bearer token that
+    HEAD was let in with (to be handed back next time). The credential goes only to a realm the function's rule
+    lets take it (trust.realm_takes_credentials). The figure is None when it cannot be read by `deadline` (the copy
+    then goes ahead; an exhausted quota fails it with Docker Hub's own error) or when the registry sets no limit."""
+    url = f"{endpoint}/v2/{job.source_path}/manifests/{job.digest}"
     headers = {"Accept": MANIFEST_ACCEPT}
     try:
         status, answer, _ = _exchange(url, "HEAD", {**headers, **_bearer(token)}, deadline)
         challenge = _challenge(answer.get("WWW-Authenticate", "")) if status == 401 else None
         token = None if status == 401 else token
         if challenge and challenge.get("realm"):
-            trusted = _realm_takes_credentials(urlsplit(base).hostname or "", challenge["realm"])
-            if trusted is None:
-                return None, None
+            trusted = realm_takes_credentials(endpoint, challenge["realm"])  # UntrustedURLError: refused outright
             query: dict[str, str] = {k: challenge[k] for k in ("service", "scope") if k in challenge}
             token_headers = {}
             if trusted and credential:
@@ -331,7 +435,7 @@ def remaining_pulls(
                 return None, None
             token = found
             status, answer, _ = _exchange(url, "HEAD", {**headers, **_bearer(token)}, deadline)
-    except (OSError, http.client.HTTPException, ValueError, RecursionError):
+    except (OSError, http.client.HTTPException, ValueError, RecursionError):  # UntrustedURLError is a ValueError
         return None, None
     match = re.match(r"\s*([0-9]{1,12})", answer.get("ratelimit-remaining") or "")
     return (int(match.group(1)) if match and status == 200 else None), token
@@ -341,24 +445,36 @@ def _bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def hub_credential(environ: Mapping[str, str], endpoints: Mapping[str, str]) -> tuple[str, str] | None:
+    """The build's Docker Hub login, for the quota check only: DOCKERHUB_USERNAME/_PASSWORD, else the
+    REGISTRY_LOGIN_<n> whose host is Docker Hub's (by the function's rule: one of its names, or its endpoint)."""
+    if environ.get("DOCKERHUB_USERNAME") and environ.get("DOCKERHUB_PASSWORD"):
+        return environ["DOCKERHUB_USERNAME"], environ["DOCKERHUB_PASSWORD"]
+    logins = registry_logins(environ)
+    return next(((u, p) for _, host, u, p in logins if u and p and registry_of(host, endpoints) == DOCKER_HUB), None)
+
+
 class Probe:
-    """Reads the build's remaining Docker Hub pulls: a HEAD of one source manifest per registry host (the first
-    Docker Hub entry's; the figure is the address's or the account's, whatever the repository), its token kept for
-    as long as it is accepted, so a check costs one request."""
+    """Reads the build's remaining Docker Hub pulls at Docker Hub's own endpoint (trust.endpoint_url, never an
+    entry's host): a HEAD of a Docker Hub entry's manifest (the figure is the address's or the account's, whatever
+    the repository). The manifest and token of the first check that was let in are kept for as long as the token is
+    accepted, so a check costs one request; until one is, each entry's check reads its own manifest (one that never
+    answers holds only its own entry)."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
+    def __init__(self, environ: Mapping[str, str], endpoints: Mapping[str, str]) -> None:
+        self._endpoint = endpoint_url(DOCKER_HUB, endpoints)
+        self._credential = hub_credential(environ, endpoints)
         self._lock = threading.Lock()
-        self._targets: dict[str, Job] = {}
-        self._tokens: dict[str, str | None] = {}
+        self._first: Job | None = None
+        self._token: str | None = None
 
-    def __call__(self, job: Job) -> int | None:
+    def __call__(self, job: Job, deadline: float) -> int | None:
         with self._lock:
-            target = self._targets.setdefault(job.source_host, job)
-            token = self._tokens.get(job.source_host)
-        figure, token = remaining_pulls(target, credential_for(target, self._environ), token)
+            first, token = (self._first, self._token) if self._first is not None else (job, None)
+        ends = min(deadline, time.monotonic() + PROBE_SECONDS)
+        figure, token = remaining_pulls(self._endpoint, first, self._credential, token, ends)
         with self._lock:
-            self._tokens[job.source_host] = token
+            self._first, self._token = (first, token) if token is not None else (None, None)
         return figure
 
 
@@ -368,17 +484,17 @@ class Quota:
     less the reserve (others sharing the address or account spend too) but never raises it (a fresh figure may not
     yet show what copies under way will spend). A copy whose estimate the ledger cannot cover is deferred."""
 
-    def __init__(self, reserve: int, probe: Callable[[Job], int | None]) -> None:
+    def __init__(self, reserve: int, probe: Callable[[Job, float], int | None]) -> None:
         self.reserve = reserve
         self._probe = probe
         self._lock = threading.Lock()
         self._left: int | None = None  # unknown until a figure is read: then copies go ahead unchecked
 
-    def admit(self, job: Job) -> str | None:
-        """None when the copy may go ahead, else why it waits for the next run."""
+    def admit(self, job: Job, deadline: float) -> str | None:
+        """None when the copy may go ahead, else why it waits for the next run; the check ends by `deadline`."""
         if job.registry != DOCKER_HUB:
             return None
-        remaining = self._probe(job)  # outside the lock: a figure read late only lowers the ledger
+        remaining = self._probe(job, deadline)  # outside the lock: a figure read late only lowers the ledger
         with self._lock:
             if remaining is not None:
                 fresh = remaining - self.reserve
@@ -392,14 +508,6 @@ class Quota:
                 )
             self._left -= job.pulls
             return None
-
-
-def credential_for(job: Job, environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """The build's login for the source's registry: DOCKERHUB_USERNAME/_PASSWORD for Docker Hub, else the
-    REGISTRY_LOGIN_<n> whose host is the source's."""
-    if job.registry == DOCKER_HUB and environ.get("DOCKERHUB_USERNAME") and environ.get("DOCKERHUB_PASSWORD"):
-        return environ["DOCKERHUB_USERNAME"], environ["DOCKERHUB_PASSWORD"]
-    return next(((u, p) for _, host, u, p in registry_logins(environ) if host == job.source_host), None)
 
 
 def registry_logins(environ: Mapping[str, str]) -> list[tuple[int, str, str, str]]:
@@ -416,29 +524,49 @@ def registry_logins(environ: Mapping[str, str]) -> list[tuple[int, str, str, str
 
 
 def log_in(environ: dict[str, str], timeout: int) -> list[str]:
-    """`skopeo login` to each source registry handed over as REGISTRY_LOGIN_<n>_*; the password goes on stdin, never
-    on a command line or in a line printed. Returns one line per failed login (copies from that registry then fail
-    on their own)."""
+    """`skopeo login` to each source registry handed over as REGISTRY_LOGIN_<n>_*, each to its own host only; the
+    password goes on stdin, never on a command line or in a line printed. Returns one line per failed login (copies
+    from that registry then fail on their own)."""
     problems = []
     for number, host, username, password in registry_logins(environ):
         if not re.fullmatch(HOST, host) or not username or not password:
             problems.append(f"FAILED: login {number}: a registry host, a username and a password are needed")
             continue
-        login = ["login", f"--tls-verify={tls(host)}", "--username", username, "--password-stdin", host]
-        run = skopeo(login, timeout, stdin=password.encode())
-        if run is None:
-            problems.append(f"FAILED: login to {host}: timeout after {timeout}s")
-        elif run.returncode != 0:
-            problems.append(f"FAILED: login to {host}: " + last_line(run.stderr.decode(errors="replace")))
+        problem = _skopeo_login(host, username, password.encode(), timeout)
+        if problem:
+            problems.append(problem)
     return problems
 
 
+def log_in_to_ecr(registry: AccountRegistry, timeout: int) -> str | None:
+    """In CodeBuild, `skopeo login` to this account's registry with a token from the build's role, done here (not in
+    a buildspec phase) so that the token goes only to the host derived from CODEBUILD_BUILD_ARN. None, or why not."""
+    if registry.region is None:
+        return None
+    token = run(["aws", "ecr", "get-login-password", "--region", registry.region], timeout)
+    if token is None:
+        return f"FAILED: login to {registry.host}: timeout after {timeout}s"
+    if token.returncode != 0 or not token.stdout.strip():
+        return f"FAILED: login to {registry.host}: " + last_line(token.stderr.decode(errors="replace"))
+    return _skopeo_login(registry.host, "AWS", token.stdout.strip(), timeout)
+
+
+def _skopeo_login(host: str, username: str, password: bytes, timeout: int) -> str | None:
+    done = skopeo(
+        ["login", f"--tls-verify={tls(host)}", "--username", username, "--password-stdin", host], timeout, password
+    )
+    if done is None:
+        return f"FAILED: login to {host}: timeout after {timeout}s"
+    if done.returncode != 0:
+        return f"FAILED: login to {host}: " + last_line(done.stderr.decode(errors="replace"))
+    return None
+
+
 def setting(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    try:
-        value = int(environ.get(name) or default)
-    except ValueError:
+    value = environ.get(name) or ""
+    if not re.fullmatch(r"[0-9]{1,9}", value):  # ASCII digits only: int() takes "²" and " 1_0 " too
         return default
-    return value if low <= value <= high else default
+    return int(value) if low <= int(value) <= high else default
 
 
 class Ledger:
@@ -474,12 +602,13 @@ def copy_all(
 
     def one_repository(queue: list[Job]) -> None:
         for job in queue:
+            deadline = Deadline.start(timeout)  # the quota check, the copy and the tag: one entry's time
             try:
-                why = quota.admit(job)
+                why = quota.admit(job, deadline.at)
                 if why is not None:
                     ledger.line(f"DEFERRED {job.target}: {why}", deferred=True)
                     continue
-                reason, manifests = copy(job, timeout, workdir, environ)
+                reason, manifests = copy(job, deadline, workdir, environ)
             except Exception as e:  # one entry's surprise is that entry's line, never the others'
                 reason, manifests = f"internal error: {type(e).__name__}", 0
             if reason:
@@ -494,37 +623,42 @@ def copy_all(
 
 def main() -> int:
     environ = dict(os.environ)
-    target = target_pattern(
-        environ.get("ECR_REGISTRY", ""), environ.get("TARGET_PREFIX", ""), environ.get("UPSTREAM_PREFIXES", "")
-    )
+    try:
+        registry = account_registry(environ)
+        endpoints = registry_endpoints(environ.get("REGISTRY_ENDPOINTS", ""))
+    except ValueError as e:
+        print(f"FAILED: {e}")
+        return 1
+    target = target_pattern(registry.host, environ.get("TARGET_PREFIX", ""), environ.get("UPSTREAM_PREFIXES", ""))
     if target is None:
-        print(
-            "FAILED: ECR_REGISTRY and TARGET_PREFIX (and UPSTREAM_PREFIXES) must name this account's registry and "
-            "the mirror's prefixes"
-        )
+        print("FAILED: TARGET_PREFIX (and UPSTREAM_PREFIXES) must name the mirror's prefixes")
         return 1
     timeout = setting(environ, "COPY_TIMEOUT_SECONDS", DEFAULT_TIMEOUT, 1, 86_400)
     concurrency = setting(environ, "COPY_CONCURRENCY", DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY)
     reserve = setting(environ, "DOCKERHUB_PULL_RESERVE", DEFAULT_RESERVE, 0, MAX_PULLS)
     try:
         entries = json.loads(environ.get("MIRROR_IMAGES", ""))
-    except ValueError:
+    except (ValueError, RecursionError):
         print("FAILED: MIRROR_IMAGES is not JSON")
         return 1
     if not isinstance(entries, list):
         print("FAILED: MIRROR_IMAGES is not a JSON array")
+        return 1
+    problem = log_in_to_ecr(registry, timeout)
+    if problem:
+        print(problem)
         return 1
     for problem in log_in(environ, timeout):
         print(problem, flush=True)
     ledger = Ledger()
     jobs = []
     for index, entry in enumerate(entries, 1):
-        job, reason = check(index, entry, target)
+        job, reason = check(index, entry, target, endpoints)
         if job is None:
             ledger.line(f"REFUSED entry {index}: {reason}")
         else:
             jobs.append(job)
-    quota = Quota(reserve, Probe(environ))
+    quota = Quota(reserve, Probe(environ, endpoints))
     with tempfile.TemporaryDirectory(prefix="mirror-copy-") as workdir:
         copy_all(
             jobs,

@@ -8,6 +8,13 @@ new multi-arch images from the Docker-Hub-like registry, behind a proxy that add
 fresh ECR-side registry three ways: the real build phase (COPY_CONCURRENCY 4), the same at concurrency 1, and a plain
 parallel `skopeo copy --all` loop (4 at a time) as the reference; it prints their wall times, the build's ratio to
 the loop, and the Docker Hub pulls spent per image.
+
+The floor comparison (`--floor-sizes`, timing pass only) checks N unchanged tagged images (1,000 and 10,000) with the
+real handler and with a bare-HTTP floor over the same registries and proxy: MAX_CONCURRENCY workers, each image one
+HEAD of the source manifest (a Bearer token fetched once per repository scope, then cached) and one HEAD of the
+ECR-side manifest (Basic), on a plain pooled `requests.Session`, nothing else. Floor and handler runs alternate
+(`--repeats` pairs, after one warm-up of each) and the medians are compared: what containment (whole-exchange
+limits, capped reads, typed errors, the budget, the report) costs per image shows as `handlerToFloorRatio`.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import resource
 import shutil
 import sys
@@ -172,6 +180,7 @@ def copy_figures(workdir: Path, copies: int, platforms: int = 4, layer_mib: floa
                 auth,
                 cwd=workdir,
                 ecr_registry=ecr.location,
+                registry_endpoints=json.dumps({"docker.io": hub.url}),
                 extra_env={"COPY_CONCURRENCY": str(concurrency)},
             )
             seconds = time.perf_counter() - began
@@ -226,6 +235,130 @@ def copy_figures(workdir: Path, copies: int, platforms: int = 4, layer_mib: floa
         tokens.close()
 
 
+STEADY_REPOSITORY = "bench/steady"
+
+
+def seed_steady(upstream: Registry, ecr: Registry, tokens: TokenServer, layout: Layout, count: int) -> list[str]:
+    """`count` tags of one image on both sides (unchanged: the steady state), PUT through the registry API by a few
+    threads; a push token per slice, so none expires mid-way."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tags = [f"s{i}" for i in range(count)]
+    if not tags:
+        return tags
+    push(layout, f"{upstream.location}/{STEADY_REPOSITORY}:seed", creds=f"{tokens.username}:{tokens.password}")
+    push(layout, f"{ecr.location}/mirror/{STEADY_REPOSITORY}:seed", creds=f"{ECR_USER}:{ECR_PASSWORD}")
+    basic = base64.b64encode(f"{ECR_USER}:{ECR_PASSWORD}".encode()).decode()
+    manifest = manifest_of(layout)
+
+    def seed(part: list[str]) -> None:
+        hub_auth = {"Authorization": f"Bearer {push_token(tokens, STEADY_REPOSITORY)}"}
+        put_tags(upstream.url, STEADY_REPOSITORY, manifest, layout.media_type, part, headers=hub_auth)
+        ecr_auth = {"Authorization": f"Basic {basic}"}
+        put_tags(ecr.url, f"mirror/{STEADY_REPOSITORY}", manifest, layout.media_type, part, headers=ecr_auth)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(seed, [tags[i : i + 500] for i in range(0, count, 500)]))
+    return tags
+
+
+def bare_floor(hub: HubProxy, ecr: Registry, tags: list[str], workers: int) -> float:
+    """Seconds to check `tags` as plainly as HTTP allows: per image a HEAD of the source manifest (Bearer, one token
+    per repository scope, cached) and of the ECR-side manifest (Basic), `workers` at a time, one pooled session."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    from mirror.registry.client import MANIFEST_ACCEPT
+
+    session = requests.Session()
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=workers, pool_maxsize=workers)
+    session.mount("http://", adapter)
+    tokens: dict[str, str] = {}
+    lock = threading.Lock()
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{ECR_USER}:{ECR_PASSWORD}".encode()).decode()}
+    accept = {"Accept": MANIFEST_ACCEPT}
+
+    def bearer(repository: str) -> dict[str, str]:
+        scope = f"repository:{repository}:pull"
+        if scope not in tokens:
+            with lock:  # one fetch per scope, as the client's
+                if scope not in tokens:
+                    url = f"{hub.url}/v2/{repository}/manifests/{tags[0]}"
+                    challenge = session.head(url, headers=accept, timeout=10).headers["WWW-Authenticate"]
+                    realm = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+                    query = {"service": realm["service"], "scope": scope}
+                    tokens[scope] = session.get(realm["realm"], params=query, timeout=10).json()["token"]
+        return {"Authorization": f"Bearer {tokens[scope]}"}
+
+    def check(tag: str) -> None:
+        source = session.head(
+            f"{hub.url}/v2/{STEADY_REPOSITORY}/manifests/{tag}",
+            headers={**accept, **bearer(STEADY_REPOSITORY)},
+            timeout=10,
+        )
+        target = session.head(
+            f"{ecr.url}/v2/mirror/{STEADY_REPOSITORY}/manifests/{tag}", headers={**accept, **basic}, timeout=10
+        )
+        digests = source.headers.get("Docker-Content-Digest"), target.headers.get("Docker-Content-Digest")
+        if source.status_code != 200 or target.status_code != 200 or digests[0] != digests[1]:
+            raise RuntimeError(f"the floor's check of {tag} failed: {source.status_code} {target.status_code}")
+
+    started = time.perf_counter()
+    with session, ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(check, tags))
+    return time.perf_counter() - started
+
+
+def floor_figures(
+    hub: HubProxy,
+    ecr: Registry,
+    tags: list[str],
+    invoke: Callable[[dict[str, Any]], Callable[[], dict[str, Any]]],
+    *,
+    repeats: int,
+    workers: int,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """The handler's steady-state run over `tags` against the bare-HTTP floor: alternated, medians compared."""
+    import statistics
+
+    handler = invoke({"images": [f"{STEADY_REPOSITORY}:{t}" for t in tags]})
+    floors, handlers = [], []
+
+    def timed_handler() -> None:
+        started = time.perf_counter()
+        report = handler()
+        handlers.append(time.perf_counter() - started)
+        if report["summary"]["unchanged"] != len(tags):
+            raise RuntimeError(f"the handler did not find every image unchanged: {report['summary']}")
+
+    for n in range(repeats):  # in turn first, so neither always runs on a machine the other warmed or tired
+        if n % 2:
+            timed_handler()
+        floors.append(bare_floor(hub, ecr, tags, workers))
+        if not n % 2:
+            timed_handler()
+    floor, seconds = statistics.median(floors), statistics.median(handlers)
+    figures = {
+        "scenario": f"{len(tags)} unchanged images against the bare-HTTP floor",
+        "images": len(tags),
+        "handlerSeconds": round(seconds, 2),
+        "floorSeconds": round(floor, 2),
+        "handlerToFloorRatio": round(seconds / floor, 3),
+        "pairRatios": [round(h / f, 3) for h, f in zip(handlers, floors, strict=True)],
+        "repetitions": repeats,
+        "workers": workers,
+        "delaySeconds": hub.delay,
+    }
+    if not quiet:
+        print(json.dumps(figures))
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=1000)
@@ -233,7 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=16, help="images of the copy scenario (0: skip it)")
     parser.add_argument("--only-copies", action="store_true", help="run the copy scenario alone")
     parser.add_argument("--no-trace", action="store_true", help="time without tracemalloc (no Python peak figure)")
+    parser.add_argument(
+        "--floor-sizes",
+        default="1000,10000",
+        help="list sizes of the floor comparison, comma-separated (timing pass only; empty: skip it)",
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="floor and handler runs alternated per size")
+    parser.add_argument("--only-floor", action="store_true", help="run the floor comparison alone")
     args = parser.parse_args(argv)
+    floor_sizes = [int(n) for n in args.floor_sizes.split(",") if n.strip()] if not TRACE else []
     if args.only_copies:
         workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
         try:
@@ -241,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
-    figures = package_figures()
+    figures = None if args.only_floor else package_figures()
     if figures is not None and not TRACE:
         print(json.dumps(figures))
     workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
@@ -267,9 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         push(old, f"{upstream.location}/{repository}:seed", creds=f"{tokens.username}:{tokens.password}")
         push(new, f"{upstream.location}/{repository}:seed-new", creds=f"{tokens.username}:{tokens.password}")
         push(old, f"{ecr.location}/mirror/{repository}:seed", creds=f"{ECR_USER}:{ECR_PASSWORD}")
-        tags = [f"t{i}" for i in range(args.images)]
+        tags = [f"t{i}" for i in range(0 if args.only_floor else args.images)]
         changed = set(tags[: args.images // 10])
         started = time.perf_counter()
+        steady = seed_steady(upstream, ecr, tokens, old, max(floor_sizes, default=0))
         hub_auth = {"Authorization": f"Bearer {push_token(tokens, repository)}"}
         put_tags(
             upstream.url,
@@ -289,7 +431,10 @@ def main(argv: list[str] | None = None) -> int:
             tags,
             headers={"Authorization": f"Basic {basic}"},
         )
-        print(f"seeded {args.images} tags on each side in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        print(
+            f"seeded {len(tags)} + {len(steady)} tags on each side in {time.perf_counter() - started:.1f}s",
+            file=sys.stderr,
+        )
 
         env = {
             "CODEBUILD_PROJECT": PROJECT,
@@ -299,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         import boto3
 
         import app
+        from mirror.settings import Settings
 
         with mock_aws():
             session = boto3.session.Session()
@@ -308,6 +454,13 @@ def main(argv: list[str] | None = None) -> int:
             def invoke(event: dict[str, Any]) -> Callable[[], dict[str, Any]]:
                 return lambda: app.handler(event, FakeLambdaContext(timeout_seconds=900))
 
+            if floor_sizes:
+                workers = Settings.from_env().max_concurrency
+                floor_figures(hub, ecr, steady[:100], invoke, repeats=1, workers=workers, quiet=True)  # warm-up
+                for size in floor_sizes:
+                    floor_figures(hub, ecr, steady[:size], invoke, repeats=args.repeats, workers=workers)
+            if args.only_floor:
+                return 0
             unchanged_tags = [t for t in tags if t not in changed]
             measure(
                 f"{len(unchanged_tags)} images, all unchanged (steady state)",

@@ -159,7 +159,12 @@ class Sandbox:
             env = build_environment(params, boto3.session.Session())
             env["MIRROR_PULLS_FILE"] = str(self.workdir / f"pulls-{len(self.codebuild.started)}-{len(runs)}")
             run = run_build_phase(
-                env.pop("MIRROR_IMAGES"), auth, cwd=self.workdir, ecr_registry=self.ecr.location, extra_env=env
+                env.pop("MIRROR_IMAGES"),
+                auth,
+                cwd=self.workdir,
+                ecr_registry=self.ecr.location,
+                registry_endpoints=self.environment["REGISTRY_ENDPOINTS"],  # the copy project's, as the function's
+                extra_env=env,
             )
             exported = exported_variables({"MIRROR_PULLS_FILE": env["MIRROR_PULLS_FILE"]}, cwd=self.workdir)
             self.codebuild.finish(build_id, run.returncode == 0, exported)

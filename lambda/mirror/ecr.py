@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .readback import MalformedError, shown, text
+from .references import DOMAIN, HOST_MAX, PATH_MAX, REPOSITORY_PATH
 from .registry import Credential
 
 # Untagged images are what a moving tag leaves behind when it is mirrored again: expire them.
@@ -45,23 +48,69 @@ def aws_error(e: Exception) -> str:
     return type(e).__name__
 
 
+#: GetAuthorizationToken's proxyEndpoint: `https://<host>`, nothing more
+_PROXY_ENDPOINT_RE = re.compile(rf"https://({DOMAIN})")
+#: an ECR token is about 2 KB of base64; a printable `user:password` once decoded
+_TOKEN_MAX = 16_384
+_CREDENTIAL_RE = re.compile(r"([\x21-\x39\x3b-\x7e]+):([\x21-\x7e]+)")
+
+
+def read_token(answer: object) -> tuple[str, Credential]:
+    """GetAuthorizationToken's answer, read strictly: the registry host of `https://<host>` and the credential of a
+    base64 `user:password` (printable ASCII); MalformedError otherwise."""
+    data = answer.get("authorizationData") if isinstance(answer, dict) else None
+    first = data[0] if isinstance(data, list) and data else None
+    if not isinstance(first, dict):
+        raise MalformedError(f"authorizationData is {shown(data)}")
+    endpoint = text(
+        first.get("proxyEndpoint"),
+        _PROXY_ENDPOINT_RE,
+        "proxyEndpoint",
+        limit=len("https://") + HOST_MAX,
+        expected="https://<host>",
+    )
+    token, decoded = first.get("authorizationToken"), None
+    if isinstance(token, str) and len(token) <= _TOKEN_MAX:
+        with contextlib.suppress(ValueError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+            decoded = base64.b64decode(token, validate=True).decode("ascii")
+    credential = _CREDENTIAL_RE.fullmatch(decoded) if decoded is not None else None
+    if credential is None:  # never shown: it may be most of a credential
+        raise MalformedError(f"authorizationToken is not base64 of a printable user:password, {_TOKEN_MAX} at most")
+    return endpoint[len("https://") :].lower(), Credential(credential.group(1), credential.group(2))
+
+
 def registry_auth(ecr: Any) -> tuple[str, Credential]:
-    """The ECR registry host and its Basic credential (`AWS:<password>`, valid 12 hours)."""
+    """The ECR registry host and its Basic credential (`AWS:<password>`, valid 12 hours). Without them no image can
+    be checked, so a refusal or a malformed answer fails the run at once (EcrError); the next run asks again."""
     try:
-        data = ecr.get_authorization_token()["authorizationData"][0]
-        user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
-        host = urlsplit(data["proxyEndpoint"]).netloc
+        return read_token(ecr.get_authorization_token())
     except (ClientError, BotoCoreError) as e:
         raise EcrError(f"cannot get an ECR authorization token: {aws_error(e)}") from None
-    except (KeyError, IndexError, ValueError):
-        raise EcrError("cannot get an ECR authorization token: unexpected answer") from None
-    if not host or not password:
-        raise EcrError("cannot get an ECR authorization token: unexpected answer")
-    return host, Credential(user, password)
+    except MalformedError as e:
+        raise EcrError(f"cannot get an ECR authorization token: unexpected answer ({e})") from None
 
 
 #: the ECR resource tag that records which upstream repository a mirrored repository belongs to
 SOURCE_TAG = "mirror-source"
+
+
+#: a recorded source as `claim_repository` writes it: `<host>/<path>`
+_SOURCE_RE = re.compile(rf"{DOMAIN}/{REPOSITORY_PATH}")
+_SOURCE_MAX = HOST_MAX + 1 + PATH_MAX
+
+
+def read_source_tag(answer: object) -> str | None:
+    """ListTagsForResource's answer, read strictly: the recorded source (`docker.io/library/nginx`), None when there
+    is none; MalformedError when the answer or the record is not of that shape."""
+    tags = answer.get("tags") if isinstance(answer, dict) else None
+    if not isinstance(tags, list):
+        raise MalformedError(f"its tags are {shown(tags)}, not a list")
+    values = [t.get("Value") for t in tags if isinstance(t, dict) and t.get("Key") == SOURCE_TAG]
+    if len(values) > 1:
+        raise MalformedError(f"it has {len(values)} {SOURCE_TAG} tags")
+    if not values:
+        return None
+    return text(values[0], _SOURCE_RE, f"its {SOURCE_TAG} tag", limit=_SOURCE_MAX, expected="<host>/<path>")
 
 
 def repository_arn(ecr_host: str, name: str) -> str:
@@ -98,18 +147,21 @@ def claim_repository(
     """
     arn = repository_arn(ecr_host, name)
     try:
-        tags = ecr.list_tags_for_resource(resourceArn=arn).get("tags", [])
+        recorded = read_source_tag(ecr.list_tags_for_resource(resourceArn=arn))
     except ClientError as e:
         if _code(e) != "RepositoryNotFoundException":
             return Claim(error=f"cannot read the tags of repository {name}: {aws_error(e)}")
         return Claim(created=True) if dry_run else _create(ecr, ecr_host, name, source, again=_again)
     except BotoCoreError as e:
         return Claim(error=f"cannot read the tags of repository {name}: {aws_error(e)}")
-    recorded = next((t.get("Value") for t in tags if t.get("Key") == SOURCE_TAG), None)
+    except MalformedError as e:
+        # Neither adopted nor overwritten: which upstream it belongs to is a person's call.
+        why = f"repository {name} has a malformed source record ({e}); not written until the tag is fixed or removed"
+        return Claim(error=why, warning=why)
     if recorded == source:
         return Claim()
     if recorded is not None:
-        return Claim(owner=str(recorded)[:256])
+        return Claim(owner=recorded)
     if dry_run:
         return Claim(adopted=True)
     try:

@@ -363,7 +363,14 @@ def expand_tag_sets(
 ) -> list[Entry]:
     """The list with each tag set replaced by the tags its rule selects from `listings` (entry index -> the tags,
     or why they could not be listed), each checked and copied as a single-tag entry with `rule` naming its set.
-    A rule that selects nothing, or whose listing failed, stays as one record that fails with the reason."""
+    A rule that selects nothing, or whose listing failed, stays as one record that fails with the reason.
+
+    The expanded list is capped at MAX_ENTRIES records, as the list itself is: every entry keeps at least its one
+    record, and the room left over goes to tag sets in list order (an earlier entry keeps all its tags before a
+    later one gets any). A tag set that is cut keeps the highest tags it selected, and its last record fails with
+    how many it dropped and why. Only the records kept are ever built.
+    """
+    spare = MAX_ENTRIES - len(entries)  # records beyond each entry's first
     expanded: list[object] = []
     numbers: list[int] = []
     rules: list[str | None] = []
@@ -375,14 +382,37 @@ def expand_tag_sets(
             rules.append(None)
             continue
         listed = listings.get(entry.index, "tags not listed")
+        items: list[object]
         if isinstance(listed, str):
-            items: list[object] = [_Failed(entry.text, listed)]
+            items = [_Failed(entry.text, listed)]
         else:
             selected = tag_set.rule.select(listed)
+            kept, spare = _fit(len(selected), spare)
             items = [
-                {"source": f"{entry.source.name}:{tag}", "target": f"{tag_set.repository}:{tag}"} for tag in selected
-            ] or [_Failed(entry.text, f"tags: the rule selects none of the {len(listed)} tags of {entry.text}")]
+                {"source": f"{entry.source.name}:{tag}", "target": f"{tag_set.repository}:{tag}"}
+                for tag in selected[:kept]
+            ]
+            if not selected:
+                items.append(
+                    _Failed(entry.text, f"tags: the rule selects none of the {len(listed)} tags of {entry.text}")
+                )
+            elif kept < len(selected):
+                items.append(
+                    _Failed(
+                        entry.text,
+                        f"tags: {len(selected) - kept:,} of the {len(selected):,} selected tags dropped: the run's "
+                        f"list is capped at {MAX_ENTRIES:,} entries (earlier entries keep theirs first)",
+                    )
+                )
         expanded.extend(items)
         numbers.extend([entry.number] * len(items))
         rules.extend([tag_set.description] * len(items))
     return parse_entries(expanded, prefix, sources, numbers=numbers, rules=rules)
+
+
+def _fit(selected: int, spare: int) -> tuple[int, int]:
+    """How many of a tag set's `selected` tags it keeps, and the spare records left after it. A set that fits
+    takes its tags (the first in its own record); one that does not keeps what fits and one record saying so."""
+    if selected <= spare + 1:
+        return selected, spare - max(selected - 1, 0)
+    return max(spare, 0), 0

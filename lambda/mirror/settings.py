@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .references import DOCKER_HUB, DOMAIN, ECR_REPOSITORY, Naming
+from .trust import UntrustedURLError, is_loopback, parse_url
 
 _PREFIX_RE = re.compile(ECR_REPOSITORY)
 _HOST_RE = re.compile(DOMAIN)
@@ -37,18 +37,9 @@ class ConfigurationError(Exception):
     """The deployment is misconfigured: the run stops before any repository is created or build started."""
 
 
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_endpoint(host: str, url: str) -> str:
-    """Validate a registry base URL: https, or plain http only for loopback; no path, query or credentials."""
+    """Validate a registry base URL: https, or plain http only for loopback; no path, query or credentials; in the
+    one form `mirror.trust` reads (the copy program derives a copy's registry from it). Returns `scheme://host[:port]`."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"REGISTRY_ENDPOINTS[{host!r}]: {url!r} is not an http(s) URL")
@@ -56,11 +47,33 @@ def parse_endpoint(host: str, url: str) -> str:
         raise ConfigurationError(f"REGISTRY_ENDPOINTS[{host!r}]: credentials do not belong in the URL")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigurationError(f"REGISTRY_ENDPOINTS[{host!r}]: {url!r} must be a base URL without a path")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    try:
+        parsed = parse_url(url)
+    except UntrustedURLError as e:
+        raise ConfigurationError(f"REGISTRY_ENDPOINTS[{host!r}]: {e}") from None
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
         raise ConfigurationError(
             f"REGISTRY_ENDPOINTS[{host!r}]: plain http is allowed only for loopback addresses; use https"
         )
-    return f"{parts.scheme}://{parts.netloc}"
+    return parsed.origin
+
+
+def _host_port(endpoint: str) -> tuple[str, int]:
+    url = parse_url(endpoint)
+    return url.host, url.port if url.port is not None else (443 if url.scheme == "https" else 80)
+
+
+def _distinct_hosts(endpoints: Mapping[str, str]) -> None:
+    """A copy's registry is derived from the host[:port] it reads from (`mirror.trust.registry_of`), and a 429 holds
+    a host[:port] for every request to it: two registries on one would be confused for each other."""
+    owner: dict[tuple[str, int], str] = {}
+    for host, endpoint in sorted(endpoints.items()):
+        other = owner.setdefault(_host_port(endpoint), host)
+        if other != host:
+            raise ConfigurationError(
+                f"REGISTRY_ENDPOINTS: {other!r} and {host!r} share the endpoint host {parse_url(endpoint).netloc}; "
+                "give each registry its own host:port"
+            )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -211,6 +224,7 @@ class Settings:
                     raise ConfigurationError(f"REGISTRY_ENDPOINTS[{host!r}] must map a registry host to a URL")
                 host = host.lower()
                 endpoints[DOCKER_HUB if host == "index.docker.io" else host] = parse_endpoint(host, url)
+            _distinct_hosts(endpoints)
 
         secret = env.get("DOCKERHUB_SECRET_ARN", "").strip() or None
         if secret and not _SECRET_ARN_RE.fullmatch(secret):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .ecr import aws_error
+from .readback import RUN_ID_RE, MalformedError, document, number, shown, text
 
 STATE_DIR = "state"
 LEASE_NAME = "lease.json"
@@ -49,53 +51,102 @@ class Place:
         return self.key(STATE_DIR, name)
 
 
-@dataclass
+#: the longest a Lambda function runs (its timeout is at most 900 s), and how long a lease outlives the time its run
+#: has left; the one clock of the run may own these. A lease is never taken for longer than LEASE_MAX_SECONDS, so an
+#: `until` further ahead than that (and CLOCK_SLACK_SECONDS) cannot be a real lease: it is corrupt.
+FUNCTION_TIMEOUT_MAX_SECONDS = 900
+LEASE_MARGIN_SECONDS = 60
+LEASE_MAX_SECONDS = FUNCTION_TIMEOUT_MAX_SECONDS + LEASE_MARGIN_SECONDS
+#: how far ahead of this clock another's may be (Lambda's clocks are NTP-synchronised)
+CLOCK_SLACK_SECONDS = 60
+_LEASE_BYTES_MAX = 4096
+#: S3's answers to a conditional write that lost
+_LOST = ("PreconditionFailed", "ConditionalRequestConflict")
+_ABSENT = ("NoSuchKey", "404")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The lease as read: the run that holds it (None when it does not say plainly), and until when."""
+
+    run_id: str | None
+    until: float
+
+
+def read_lease(body: bytes, *, now: float, max_seconds: float = LEASE_MAX_SECONDS) -> Holder:
+    """A lease object's body, read strictly; MalformedError when no real lease could have it (not a JSON object, `until`
+    missing, not a number, before 1970 or later than any lease can last)."""
+    data = document(body, _LEASE_BYTES_MAX, "its body")
+    if not isinstance(data, dict):
+        raise MalformedError(f"its body is {shown(data)}, not a JSON object")
+    until = number(data.get("until"), "until", low=0, high=now + max_seconds + CLOCK_SLACK_SECONDS)
+    run_id = data.get("runId")
+    return Holder(run_id if isinstance(run_id, str) and RUN_ID_RE.fullmatch(run_id) else None, until)
+
+
+@dataclass(frozen=True)
 class Lease:
-    """An S3 object written only if absent (or over an expired one, by its ETag): one run at a time on any account,
-    without reserved concurrency (which a new account's quota of 10 cannot give)."""
+    """An S3 object written only if absent, or over an expired or corrupt one only by the ETag that was read: one
+    run at a time on any account, without reserved concurrency (which a new account's quota of 10 cannot give).
+    Never written unconditionally: two runs that read the same lease cannot both replace it."""
 
     s3: Any
     place: Place
     etag: str
+    #: set when a corrupt lease was taken over (the caller logs it)
+    warning: str | None = None
 
     @classmethod
-    def take(cls, s3: Any, place: Place, run_id: str, *, seconds: float, now: float | None = None) -> Lease:
+    def take(
+        cls,
+        s3: Any,
+        place: Place,
+        run_id: str,
+        *,
+        seconds: float,
+        now: float | None = None,
+        max_seconds: float = LEASE_MAX_SECONDS,
+    ) -> Lease:
         now = time.time() if now is None else now
-        body = json.dumps({"runId": run_id, "since": round(now), "until": round(now + seconds)}).encode()
+        until = now + min(seconds, max_seconds)  # longer would read as corrupt to the next invocation
+        body = json.dumps({"runId": run_id, "since": round(now), "until": round(until)}).encode()
         key = place.state_key(LEASE_NAME)
-        try:
-            answer = s3.put_object(
-                Bucket=place.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json"
-            )
-            return cls(s3, place, answer["ETag"])
-        except ClientError as e:
-            if _code(e) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+        # A lease released or replaced between our read and our write sends us round again; a few times at most.
+        for _ in range(3):
+            etag = _put(s3, place, key, body, IfNoneMatch="*")
+            if etag is not None:
+                return cls(s3, place, etag)
+            try:
+                current = s3.get_object(Bucket=place.bucket, Key=key)
+            except ClientError as e:
+                if _code(e) in _ABSENT:
+                    continue  # released meanwhile
                 raise
-        # Someone holds it: take it over only if it has expired (its holder was killed), and only that version.
-        try:
-            current = s3.get_object(Bucket=place.bucket, Key=key)
-            holder = json.loads(current["Body"].read(4096))
-            etag = current["ETag"]
-            until = float(holder.get("until", 0))
-        except ClientError as e:
-            if _code(e) in ("NoSuchKey", "404"):
-                return cls.take(s3, place, run_id, seconds=seconds, now=now)
-            raise
-        except (ValueError, TypeError, AttributeError):
-            holder, until, etag = {}, 0.0, None
-        if until > now:
-            raise AnotherRunError(
-                f"another run is in progress (run {str(holder.get('runId'))[:64]}, lease until "
-                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(until))}); this invocation started nothing"
-            )
-        try:
-            put = {"IfMatch": etag} if etag else {}
-            answer = s3.put_object(Bucket=place.bucket, Key=key, Body=body, ContentType="application/json", **put)
-        except ClientError as e:
-            if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise AnotherRunError("another run is in progress (it took the expired lease first)") from None
-            raise
-        return cls(s3, place, answer["ETag"])
+            holder: Holder | None = None
+            warning = None
+            try:
+                holder = read_lease(current["Body"].read(_LEASE_BYTES_MAX + 1), now=now, max_seconds=max_seconds)
+            except MalformedError as e:
+                warning = f"run lease corrupt ({e}); taken over"
+            if holder is not None and holder.until > now:
+                raise AnotherRunError(
+                    f"another run is in progress (run {holder.run_id or 'unnamed'}, lease until "
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(holder.until))}); "
+                    "this invocation started nothing"
+                )
+            read_etag = current.get("ETag")
+            if not isinstance(read_etag, str) or not read_etag:
+                raise AnotherRunError("the run lease cannot be taken over: S3 named no ETag for it")
+            try:
+                etag = _put(s3, place, key, body, IfMatch=read_etag)
+            except ClientError as e:
+                if _code(e) in _ABSENT:
+                    continue  # released meanwhile
+                raise
+            if etag is None:
+                raise AnotherRunError("another run is in progress (it took over the lease first)")
+            return cls(s3, place, etag, warning)
+        raise AnotherRunError("another run is in progress (the run lease changed hands while it was read)")
 
     def release(self) -> str | None:
         """Delete the lease if it is still this run's; returns why it could not be, if so."""
@@ -106,9 +157,43 @@ class Lease:
         return None
 
 
+def _put(s3: Any, place: Place, key: str, body: bytes, **condition: str) -> str | None:
+    """A conditional write of the lease: its ETag, or None when the condition failed (another run wrote first)."""
+    try:
+        answer = s3.put_object(Bucket=place.bucket, Key=key, Body=body, ContentType="application/json", **condition)
+    except ClientError as e:
+        if _code(e) in _LOST:
+            return None
+        raise
+    return str(answer["ETag"])
+
+
 def identity(source: str, target: str) -> str:
     """A short stable name for one entry's copy (source -> target), as kept in the check history."""
     return hashlib.sha256(f"{source} -> {target}".encode()).hexdigest()[:20]
+
+
+#: a key of the check history, as `identity` makes it
+_IDENTITY_RE = re.compile(r"[a-f0-9]{20}")
+
+
+def read_history(body: bytes, *, now: float) -> tuple[dict[str, float], list[str]]:
+    """A check history's body, read strictly: its well-formed entries (an `identity` key, a time from 1970 to now),
+    at most HISTORY_MAX, and why the others were left out. MalformedError when it is not such a document at all."""
+    data = document(body, _HISTORY_BYTES_MAX, "its body")
+    checked = data.get("checked") if isinstance(data, dict) else None
+    if not isinstance(checked, dict):
+        raise MalformedError(f"its checked is {shown(checked)}, not a JSON object")
+    good: dict[str, float] = {}
+    bad: list[str] = []
+    for key, value in list(checked.items())[:HISTORY_MAX]:
+        try:
+            text(key, _IDENTITY_RE, "key", limit=20, expected="20 hex digits")
+            # a time ahead of now would put its entry last for ever
+            good[key] = number(value, f"time of {key}", low=0, high=now + CLOCK_SLACK_SECONDS)
+        except MalformedError as e:
+            bad.append(str(e))
+    return good, bad
 
 
 class History:
@@ -122,8 +207,9 @@ class History:
         self.checked = dict(checked)
 
     @classmethod
-    def load(cls, s3: Any, place: Place, list_name: str) -> tuple[History, str | None]:
-        """The history, and a warning when it could not be read (the run then checks in list order)."""
+    def load(cls, s3: Any, place: Place, list_name: str, *, now: float | None = None) -> tuple[History, str | None]:
+        """The history, and a warning when it could not be read whole (the run then checks in list order) or had
+        malformed entries (those are left out: checked first, as never checked)."""
         history = cls(s3, place, list_name, {})
         try:
             body = s3.get_object(Bucket=place.bucket, Key=history._key)["Body"].read(_HISTORY_BYTES_MAX + 1)
@@ -134,15 +220,11 @@ class History:
         except BotoCoreError as e:
             return history, f"check history not read: {aws_error(e)}"
         try:
-            data = json.loads(body) if len(body) <= _HISTORY_BYTES_MAX else None
-            checked = data["checked"] if isinstance(data, dict) else None
-            if not isinstance(checked, dict):
-                raise ValueError
-            history.checked = {
-                str(k)[:64]: float(v) for k, v in list(checked.items())[:HISTORY_MAX] if isinstance(v, int | float)
-            }
-        except (ValueError, TypeError, KeyError):
-            return history, "check history unreadable; this run checks in list order"
+            history.checked, bad = read_history(body, now=time.time() if now is None else now)
+        except MalformedError as e:
+            return history, f"check history unreadable ({e}); this run checks in list order"
+        if bad:
+            return history, f"check history: {len(bad)} malformed entries left out (first: {bad[0]}); checked first"
         return history, None
 
     def last_checked(self, key: str) -> float:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +14,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import report as reports
+from .budget import Budget, Share
 from .codebuild import (
     BuildStartError,
     InFlight,
@@ -30,10 +29,18 @@ from .ecr import SOURCE_TAG, aws_error, claim_repository, registry_auth
 from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Status, batches, plan
 from .references import DOCKER_HUB
-from .registry import Credential, DeadlineError, ManifestHead, NotFoundError, RegistryClient, RegistryError
+from .registry import (
+    Credential,
+    DeadlineError,
+    ManifestHead,
+    NotFoundError,
+    RegistryClient,
+    RegistryError,
+    RegistryTimeoutError,
+)
 from .report import Outcome
 from .settings import ConfigurationError, Settings
-from .state import AnotherRunError, History, Lease, Place, identity
+from .state import LEASE_MARGIN_SECONDS, AnotherRunError, History, Lease, Place, identity
 
 DEADLINE_REASON = "deadline: not checked before the function's deadline"
 NOT_STARTED_REASON = "deadline: not started before the function's deadline"
@@ -119,17 +126,22 @@ def load_entries(
 
 
 def list_tag_sets(
-    entries: Sequence[Entry], client: RegistryClient, *, concurrency: int, log: Log
+    entries: Sequence[Entry], client: RegistryClient, share: Share, *, concurrency: int, timeout: float, log: Log
 ) -> dict[int, list[str] | str]:
-    """Each tag set's source tags (or why they could not be listed), concurrently; typed errors become reasons,
-    anything else that one listing raises becomes `internal error: <type>` for that entry alone."""
+    """Each tag set's source tags (or why they could not be listed), concurrently, within the listings' `share` of
+    the run (the client's requests are bounded by it); typed errors become reasons, anything else that one listing
+    raises becomes `internal error: <type>` for that entry alone."""
+    out_of_time = f"deadline: tags not listed within the {share.seconds:.0f}s the run gives tag listings"
 
     def listing(entry: Entry) -> list[str] | str:
         assert entry.source is not None
         try:
             return client.list_tags(entry.source.registry, entry.source.repository)
         except DeadlineError:
-            return "deadline: tags not listed before the function's deadline"
+            return out_of_time
+        except RegistryTimeoutError as e:
+            # Less of the share left than one request may take: the share cut the last page short.
+            return out_of_time if share.left() < timeout else f"source {e}"
         except RegistryError as e:
             return f"source {e}"
         except Exception as e:
@@ -145,64 +157,6 @@ def list_tag_sets(
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tags") as pool:
         listed = dict(zip(first, pool.map(listing, first.values()), strict=True))
     return {e.index: listed[(e.source.registry, e.source.repository)] for e in todo if e.source}
-
-
-class Budget:
-    """The time a run keeps back from its checks: for reporting (in proportion to the list), and for creating
-    repositories and starting builds in proportion to what the checks have found so far, at the pace those calls
-    are seen to take. The checks stop where the rest of the run would no longer fit before the deadline."""
-
-    #: reporting: building, storing and logging the report, the check history and the lease
-    REPORT_SECONDS = 3.0
-    REPORT_SECONDS_PER_ENTRY = 0.0002
-    #: until measured (then the slowest call seen): claiming a repository (ListTagsForResource, or CreateRepository
-    #: and PutLifecyclePolicy), and one StartBuild; both answer in a few hundred milliseconds
-    REPOSITORY_SECONDS = 0.5
-    BUILD_SECONDS = 0.5
-
-    def __init__(
-        self, remaining_seconds: Callable[[], float], entries: int, images_per_build: int, *, dry_run: bool = False
-    ) -> None:
-        self._remaining = remaining_seconds
-        self._per_build = images_per_build
-        self._lock = threading.Lock()
-        self._repositories: set[str] = set()
-        self._copies = 0
-        self.entries(entries)
-        self.repository_pace = self.REPOSITORY_SECONDS
-        self.build_pace = 0.0 if dry_run else self.BUILD_SECONDS  # a dry run starts nothing
-
-    def entries(self, count: int) -> None:
-        """Reporting's share, for a list of `count` entries (set again once its tag sets are expanded)."""
-        self.report = self.REPORT_SECONDS + self.REPORT_SECONDS_PER_ENTRY * count
-
-    def found(self, check: Check, repository: str) -> None:
-        """Count what one check will ask of the rest of the run."""
-        if check.error is not None or check.source_digest is None or check.source_digest == check.target_digest:
-            return
-        with self._lock:
-            self._copies += 1
-            if check.target_digest is None:
-                self._repositories.add(repository)
-
-    def reserve(self) -> float:
-        with self._lock:
-            builds = math.ceil(self._copies / self._per_build)
-            return self.report + len(self._repositories) * self.repository_pace + builds * self.build_pace
-
-    def for_checks(self) -> float:
-        return self._remaining() - self.reserve()
-
-    def left(self) -> float:
-        """Time for creating and starting, the report's share kept back."""
-        return self._remaining() - self.report
-
-    def took(self, kind: str, seconds: float) -> None:
-        with self._lock:
-            if kind == "repository":
-                self.repository_pace = max(self.repository_pace, seconds)
-            else:
-                self.build_pace = max(self.build_pace, seconds)
 
 
 def check_images(
@@ -363,7 +317,7 @@ def apply_plan(
                     aws.codebuild,
                     settings.codebuild_project,
                     payload,
-                    remaining_seconds=budget.left,
+                    remaining_seconds=budget.for_builds,
                     extra=logins,
                     token=idempotency_token(run_id, payload),
                     run_id=run_id,
@@ -382,10 +336,13 @@ def _recent_builds(aws: Aws, settings: Settings, log: Log, run_id: str) -> Recen
     """The copies queued or running builds make, and what the previous run's builds spent; nothing when CodeBuild
     cannot say (the copies then start as usual)."""
     try:
-        return recent_builds(aws.codebuild, settings.codebuild_project, run_id)
+        recent = recent_builds(aws.codebuild, settings.codebuild_project, run_id)
     except (ClientError, BotoCoreError) as e:
         log.warning("builds in flight not read; copies start as usual", extra={"error": aws_error(e)})
         return RecentBuilds({})
+    for warning in recent.warnings:
+        log.warning(warning)
+    return recent
 
 
 def _pulls_left(settings: Settings, rate_limits: Mapping[str, Any]) -> int | None:
@@ -432,7 +389,7 @@ def run(
     lease: Lease | None = None
     if place is not None and not request.dry_run:
         try:
-            lease = Lease.take(aws.s3, place, run_id, seconds=remaining_seconds() + 60)
+            lease = Lease.take(aws.s3, place, run_id, seconds=remaining_seconds() + LEASE_MARGIN_SECONDS)
         except AnotherRunError as e:
             log.warning("run skipped", extra={"runId": run_id, "reason": str(e)})
             if metrics is not None:
@@ -442,6 +399,8 @@ def run(
             return _skipped(run_id, request, started_at, str(e))
         except (ClientError, BotoCoreError) as e:
             raise ConfigurationError(f"cannot take the run lease in {settings.report_location}: {aws_error(e)}") from e
+        if lease.warning:
+            log.warning(lease.warning, extra={"runId": run_id})
     try:
         return _sync(
             request,
@@ -505,11 +464,19 @@ def _sync(
         credentials=credentials,
         timeout=settings.request_timeout,
         pool_size=settings.max_concurrency,
-        remaining_seconds=budget.for_checks,
+        remaining_seconds=budget.for_requests,
     )
     try:
         if tag_sets:
-            listings = list_tag_sets(entries, client, concurrency=settings.max_concurrency, log=log)
+            with budget.listings() as share:
+                listings = list_tag_sets(
+                    entries,
+                    client,
+                    share,
+                    concurrency=settings.max_concurrency,
+                    timeout=settings.request_timeout,
+                    log=log,
+                )
             entries = expand_tag_sets(loaded.images, entries, listings, settings.naming, loaded.sources)
             budget.entries(len(entries))
         keys = {e.index: identity(str(e.source), str(e.target)) for e in entries if e.valid}

@@ -1,8 +1,12 @@
-"""Tag sets: which of a repository's tags a rule selects (semver ranges, variants, regexes, latest N); pure.
+r"""Tag sets: which of a repository's tags a rule selects (semver ranges, variants, regexes, latest N); pure.
 
 Versions follow Docker's tag convention, as Renovate's "docker" versioning reads tags: one to four dot-separated
 numbers, an optional leading `v`, then optionally `-` and a variant (`1.27.3-alpine`, `20-bookworm-slim`). Only
 tags of one variant are compared with each other.
+
+A rule's `match` and `exclude` are the user's regular expressions, so they run in RE2 (linear in the tag's length
+whatever the pattern): Python's `re` backtracks, and `v?(\d+\.?)+` on a 61-character tag never returns while holding
+the GIL, so no deadline could stop it. The module's own fixed patterns below are bounded and stay with `re`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
 _VERSION_RE = re.compile(r"v?(\d{1,9}(?:\.\d{1,9}){0,3})(?:-([A-Za-z0-9_.-]+))?")
 _COMPARATOR_RE = re.compile(r"(>=|<=|>|<|=|\^|~)?\s*v?(\d{1,9}(?:\.\d{1,9}){0,3})")
@@ -22,6 +29,34 @@ RANGE_MAX = 200
 
 class RuleError(ValueError):
     """A tag rule that cannot be used; the message says which part and why."""
+
+
+class Pattern(Protocol):
+    """What a rule asks of a compiled RE2 pattern (google-re2's `_Regexp`)."""
+
+    def fullmatch(self, text: str) -> object | None: ...
+    def search(self, text: str) -> object | None: ...
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the entry's `invalid` record, not a line on stderr
+
+
+def compile_pattern(name: str, pattern: str) -> Pattern:
+    """`pattern` compiled by RE2; RuleError (naming `name`, the pattern and RE2's reason) when RE2 refuses it:
+    backreferences, lookaround, possessive or atomic groups, repetition counts above 1000, and Python's `\\Z`
+    (RE2's end of text is `\\z`)."""
+    try:
+        compiled: Pattern = re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as e:
+        why = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise RuleError(
+            f"tags: {name} {pattern[:60]!r} is not a valid regular expression (RE2 syntax: no backreferences or "
+            f"lookaround): {why[:120]}"
+        ) from None
+    except UnicodeEncodeError:
+        raise RuleError(f"tags: {name} is not valid text (it holds an unpaired surrogate)") from None
+    return compiled
 
 
 @dataclass(frozen=True, order=True)
@@ -142,8 +177,8 @@ class TagRule:
     def select(self, tags: Iterable[str]) -> list[str]:
         """The tags this rule selects: versions highest first (more parts first on a tie), then other tags A-Z."""
         alternatives = parse_range(self.semver) if self.semver is not None else None
-        match = re.compile(self.match) if self.match is not None else None
-        exclude = re.compile(self.exclude) if self.exclude is not None else None
+        match = compile_pattern("match", self.match) if self.match is not None else None
+        exclude = compile_pattern("exclude", self.exclude) if self.exclude is not None else None
         versions: list[tuple[Version, str]] = []
         others: list[str] = []
         for tag in dict.fromkeys(tags):  # each tag once, in the order listed
@@ -187,10 +222,7 @@ def parse_rule(raw: object) -> TagRule:
             continue
         if not isinstance(pattern, str) or not pattern or len(pattern) > REGEX_MAX:
             raise RuleError(f"tags: {name} must be a regular expression of 1 to {REGEX_MAX} characters")
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise RuleError(f"tags: {name} {pattern[:60]!r} is not a valid regular expression: {e.msg}") from None
+        compile_pattern(name, pattern)
     if latest is not None and (
         isinstance(latest, bool) or not isinstance(latest, int) or not 1 <= latest <= LATEST_MAX
     ):

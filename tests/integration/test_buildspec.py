@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,15 @@ from tests.integration.conftest import Mirror
 @pytest.fixture
 def auth(mirror: Mirror, tmp_path: Path) -> Path:
     return auth_file(tmp_path / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
+
+
+def endpoints(mirror: Mirror) -> str:
+    """REGISTRY_ENDPOINTS as the stack hands it to the function and to the copy project alike."""
+    return mirror.env["REGISTRY_ENDPOINTS"]
+
+
+def mapped(mirror: Mirror) -> dict[str, str]:
+    return copy_images.registry_endpoints(endpoints(mirror))
 
 
 def ecr_digest(mirror: Mirror, repository: str, reference: str) -> str | None:
@@ -65,6 +75,7 @@ def test_multi_arch_index_is_copied_with_every_digest_intact(mirror: Mirror, aut
         auth,
         cwd=tmp_path,
         ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
     )
 
     assert run.returncode == 0, run.output
@@ -92,6 +103,7 @@ def test_entry_whose_digest_does_not_match_fails_and_the_others_are_copied(
         auth,
         cwd=tmp_path,
         ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
     )
 
     assert run.returncode != 0
@@ -138,7 +150,11 @@ def test_hostile_entries_are_refused_without_being_executed(
     )
 
     run = run_build_phase(
-        f"[{text}, {json.dumps(valid)}]", auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location
+        f"[{text}, {json.dumps(valid)}]",
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
     )
 
     assert not marker.exists()
@@ -172,7 +188,13 @@ def test_targets_outside_this_accounts_mirror_are_refused(
     valid = entry(mirror, "fine", good.digest, "1")
     hostile = dict(valid, target=target.format(ecr=mirror.registries.ecr.location))
 
-    run = run_build_phase([hostile, valid], auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location)
+    run = run_build_phase(
+        [hostile, valid],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
+    )
 
     assert run.lines("REFUSED entry 1: target is not <this account's registry>/<the mirror's prefix>/")
     assert len(run.lines("COPIED")) == 1
@@ -183,7 +205,13 @@ def test_a_source_not_pinned_by_digest_is_refused(mirror: Mirror, auth: Path, tm
     good = mirror.seed("tagged", "t", tag="1")
     unpinned = dict(entry(mirror, "tagged", good.digest, "1"), source=f"{mirror.registries.hub.location}/x/y:1")
 
-    run = run_build_phase([unpinned], auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location)
+    run = run_build_phase(
+        [unpinned],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
+    )
 
     assert run.lines("REFUSED entry 1: source is not <registry>/<repository>@sha256:<digest> (a source must be pinned")
 
@@ -191,9 +219,15 @@ def test_a_source_not_pinned_by_digest_is_refused(mirror: Mirror, auth: Path, tm
 def test_without_its_registry_and_prefix_the_build_copies_nothing(mirror: Mirror, auth: Path, tmp_path: Path) -> None:
     good = mirror.seed("any", "a", tag="1")
 
-    run = run_build_phase([entry(mirror, "any", good.digest, "1")], auth, cwd=tmp_path, ecr_registry="")
+    run = run_build_phase(
+        [entry(mirror, "any", good.digest, "1")],
+        auth,
+        cwd=tmp_path,
+        ecr_registry="",
+        registry_endpoints=endpoints(mirror),
+    )
 
-    assert run.lines("FAILED: ECR_REGISTRY and TARGET_PREFIX")
+    assert run.lines("FAILED: ECR_REGISTRY '': outside CodeBuild (no CODEBUILD_BUILD_ARN) the build writes only to")
     assert run.returncode != 0
     assert ecr_digest(mirror, f"mirror/{mirror.image('any')}", "1") is None
 
@@ -212,13 +246,25 @@ def test_the_tag_moves_only_after_the_digest_is_pushed_and_verified(mirror: Mirr
     repository = f"{ecr}/mirror/{mirror.image('app')}"
 
     failed = run_build_phase(
-        [entry(mirror, "app", "sha256:" + "0" * 64, "1")], auth, cwd=tmp_path, ecr_registry=ecr, extra_env=path
+        [entry(mirror, "app", "sha256:" + "0" * 64, "1")],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=ecr,
+        registry_endpoints=endpoints(mirror),
+        extra_env=path,
     )
     assert failed.lines("FAILED")
     assert ecr_digest(mirror, f"mirror/{mirror.image('app')}", "1") == old.digest  # a failed copy moves no tag
     log.unlink()
 
-    run = run_build_phase([entry(mirror, "app", new.digest, "1")], auth, cwd=tmp_path, ecr_registry=ecr, extra_env=path)
+    run = run_build_phase(
+        [entry(mirror, "app", new.digest, "1")],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=ecr,
+        registry_endpoints=endpoints(mirror),
+        extra_env=path,
+    )
 
     assert run.lines("COPIED"), run.output
     calls = [line.split() for line in log.read_text().splitlines()]
@@ -239,6 +285,7 @@ def test_a_copy_that_times_out_fails_and_the_next_entries_still_run(mirror: Mirr
         auth,
         cwd=tmp_path,
         ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
         extra_env={"COPY_TIMEOUT_SECONDS": "3"},
     )
 
@@ -256,9 +303,14 @@ def test_targets_under_the_upstream_prefixes_are_written_and_no_others(
     ecr = mirror.registries.ecr.location
     under_quay = dict(entry(mirror, "pulled", good.digest, "1"), target=f"{ecr}/quay/{mirror.image('pulled')}:1")
 
-    refused = run_build_phase([under_quay], auth, cwd=tmp_path, ecr_registry=ecr)
+    refused = run_build_phase([under_quay], auth, cwd=tmp_path, ecr_registry=ecr, registry_endpoints=endpoints(mirror))
     copied = run_build_phase(
-        [under_quay], auth, cwd=tmp_path, ecr_registry=ecr, extra_env={"UPSTREAM_PREFIXES": '{"quay.io": "quay"}'}
+        [under_quay],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=ecr,
+        registry_endpoints=endpoints(mirror),
+        extra_env={"UPSTREAM_PREFIXES": '{"quay.io": "quay"}'},
     )
 
     assert refused.lines("REFUSED entry 1: target is not")
@@ -310,13 +362,20 @@ def test_concurrent_copies_match_sequential_ones_and_one_repository_copies_in_or
     path = os.environ["PATH"]
 
     sequential = run_build_phase(
-        entries("seq"), auth, cwd=tmp_path, ecr_registry=ecr, prefix="seq", extra_env={"COPY_CONCURRENCY": "1"}
+        entries("seq"),
+        auth,
+        cwd=tmp_path,
+        ecr_registry=ecr,
+        registry_endpoints=endpoints(mirror),
+        prefix="seq",
+        extra_env={"COPY_CONCURRENCY": "1"},
     )
     concurrent = run_build_phase(
         entries("par"),
         auth,
         cwd=tmp_path,
         ecr_registry=ecr,
+        registry_endpoints=endpoints(mirror),
         prefix="par",
         extra_env={"COPY_CONCURRENCY": "4", "PATH": f"{shim}:{path}", "PAR": "1"},
     )
@@ -354,7 +413,7 @@ def test_the_tag_step_writes_only_a_verified_digest_and_says_why_it_did_not(
     assert target is not None
 
     def job(digest: str) -> copy_images.Job:
-        checked, reason = copy_images.check(1, entry(mirror, "tagged", digest, "1"), target)
+        checked, reason = copy_images.check(1, entry(mirror, "tagged", digest, "1"), target, mapped(mirror))
         assert checked is not None, reason
         return checked
 
@@ -384,7 +443,7 @@ def test_the_tag_step_rides_out_a_transient_registry_error(mirror: Mirror, tmp_p
         target = copy_images.target_pattern(front.location, "mirror")
         assert target is not None
         pinned = dict(entry(mirror, "flaky", layout.digest, "1"), target=f"{front.location}/{repository}:1")
-        job, reason = copy_images.check(1, pinned, target)
+        job, reason = copy_images.check(1, pinned, target, mapped(mirror))
         assert job is not None, reason
         environ = {"REGISTRY_AUTH_FILE": str(login)}
 
@@ -394,7 +453,7 @@ def test_the_tag_step_rides_out_a_transient_registry_error(mirror: Mirror, tmp_p
 
         front.faults["/manifests/"] = answer(503)
         stuck = dict(pinned, target=f"{front.location}/{repository}:2")
-        job, _ = copy_images.check(1, stuck, target)
+        job, _ = copy_images.check(1, stuck, target, mapped(mirror))
         assert job is not None
         assert copy_images.tag(job, time.monotonic() + 60, environ) == (
             f"tag failed: reading {front.location}/{repository}@{layout.digest} answered HTTP 503",
@@ -403,3 +462,44 @@ def test_the_tag_step_rides_out_a_transient_registry_error(mirror: Mirror, tmp_p
         assert ecr_digest(mirror, repository, "2") is None
     finally:
         front.close()
+
+
+def test_the_tag_step_gets_what_is_left_of_the_entrys_time_not_a_fresh_timeout(mirror: Mirror, tmp_path: Path) -> None:
+    """One deadline per entry covers the copy and the tag. skopeo (a stand-in that waits 3 s, then runs the real
+    one) takes half of COPY_TIMEOUT_SECONDS=6; the ECR side then holds the tag step's first request 4 s: with 3 s
+    left, the tag step fails for lack of time. (With a fresh 6 s, as before, the 4 s wait fit and it was tagged.)"""
+    layout = mirror.seed_plain("late", "l", tag="1")
+    front = HubProxy(mirror.registries.ecr)  # in front of the ECR side, to slow the tag step's requests only
+
+    def slow_tag_step(h: BaseHTTPRequestHandler) -> bool:
+        if h.command == "GET" and not h.headers.get("User-Agent"):  # skopeo names itself; the tag step does not
+            time.sleep(4)
+        return False  # then pass it through
+
+    front.faults["/manifests/sha256:"] = slow_tag_step
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "skopeo").write_text(f'#!/bin/bash\nsleep 3\nexec {shutil.which("skopeo")} "$@"\n')
+    (shim / "skopeo").chmod(0o755)
+    login = auth_file(tmp_path / "front.json", {front.location: (ECR_USER, ECR_PASSWORD)})
+    repository = f"mirror/{mirror.image('late')}"
+    late = dict(
+        entry(mirror, "late", layout.digest, "1", registry="quay.io"),
+        source=f"{mirror.registries.plain.location}/{mirror.image('late')}@{layout.digest}",
+        target=f"{front.location}/{repository}:1",
+    )
+    try:
+        run = run_build_phase(
+            [late],
+            login,
+            cwd=tmp_path,
+            ecr_registry=front.location,
+            registry_endpoints=endpoints(mirror),
+            extra_env={"COPY_TIMEOUT_SECONDS": "6", "PATH": f"{shim}:{os.environ['PATH']}"},
+        )
+    finally:
+        front.close()
+
+    assert run.lines(f"FAILED {front.location}/{repository}:1: tag failed: timeout"), run.output
+    assert ecr_digest(mirror, repository, layout.digest) == layout.digest  # the copy itself was done in time
+    assert ecr_digest(mirror, repository, "1") is None  # the tag never moved

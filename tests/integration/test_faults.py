@@ -35,6 +35,12 @@ FAULTS: dict[str, tuple[FaultSpec | None, str]] = {
     "429 with Retry-After": (answer(429, {"Retry-After": "1"}, TOOMANY), "source rate limited:"),
     "429 without Retry-After": (answer(429, {}, TOOMANY), "source rate limited:"),
     "429 asking to wait an hour": (answer(429, {"Retry-After": "3600"}), "source rate limited:"),
+    # isdigit() takes '²', float() does not: a malformed Retry-After is ignored and the backoff applies
+    "429 with a non-ASCII Retry-After": (answer(429, {"Retry-After": "\u00b2"}, TOOMANY), "source rate limited:"),
+    "429 with an HTTP-date Retry-After in the past": (
+        answer(429, {"Retry-After": "Sun, 06 Nov 1994 08:49:37 GMT"}, TOOMANY),
+        "source rate limited:",
+    ),
     "500": (answer(500), "source upstream error:"),
     "502": (answer(502), "source upstream error:"),
     "503": (answer(503), "source upstream error:"),

@@ -14,7 +14,7 @@ from mirror.codebuild import idempotency_token
 from tests.integration.conftest import Mirror
 
 
-def running_build(build_id: str, mirror_images: list[dict[str, str]], *, phase: str = "QUEUED") -> dict[str, Any]:
+def running_build(build_id: str, mirror_images: list[Any], *, phase: str = "QUEUED") -> dict[str, Any]:
     return {
         "id": build_id,
         "projectName": PROJECT,
@@ -29,6 +29,20 @@ def running_build(build_id: str, mirror_images: list[dict[str, str]], *, phase: 
             ],
         },
     }
+
+
+def finished_build(build_id: str, run_id: str, pulls: str | None) -> dict[str, Any]:
+    """A build of run `run_id` that has ended, exporting MIRROR_PULLS_USED=`pulls` (None: it exported nothing)."""
+    build: dict[str, Any] = {
+        "id": build_id,
+        "projectName": PROJECT,
+        "buildStatus": "SUCCEEDED",
+        "currentPhase": "COMPLETED",
+        "environment": {"environmentVariables": [{"name": "MIRROR_RUN_ID", "value": run_id, "type": "PLAINTEXT"}]},
+    }
+    if pulls is not None:
+        build["exportedEnvironmentVariables"] = [{"name": "MIRROR_PULLS_USED", "value": pulls}]
+    return build
 
 
 def test_a_copy_already_in_flight_is_not_started_again(mirror: Mirror) -> None:

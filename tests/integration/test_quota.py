@@ -6,17 +6,21 @@ request, HEAD too, with `ratelimit-remaining` (a HEAD never counts)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from copier import copy_images
 from devtools.buildspec import exported_variables, run_build_phase
 from devtools.localaws import PROJECT, answering
-from devtools.registries import ECR_PASSWORD, ECR_USER, auth_file
+from devtools.registries import ECR_PASSWORD, ECR_USER, Fault, auth_file, drip
 from mirror.planning import ASSUMED_PULLS
 from tests.integration.conftest import Mirror
-from tests.integration.test_buildspec import ecr_digest, entry
+from tests.integration.test_buildspec import ecr_digest, endpoints, entry
 
 HUB_SECRET = json.dumps({"username": "hubuser", "password": "hub-access-token-s3cret"})
 
@@ -191,6 +195,7 @@ def test_the_build_defers_a_docker_hub_copy_its_own_quota_cannot_cover(
         auth,
         cwd=tmp_path,
         ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
         extra_env={"DOCKERHUB_PULL_RESERVE": "10", "MIRROR_PULLS_FILE": str(tmp_path / "pulls")},
     )
 
@@ -222,6 +227,7 @@ def test_the_build_spends_what_fits_and_counts_the_pulls_it_spent(mirror: Mirror
         auth,
         cwd=tmp_path,
         ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
         extra_env=env,
     )
 
@@ -249,6 +255,7 @@ def test_the_builds_quota_check_logs_in_as_its_docker_hub_account(mirror: Mirror
         auth,
         cwd=tmp_path,
         ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
         extra_env={"DOCKERHUB_USERNAME": tokens.username, "DOCKERHUB_PASSWORD": tokens.password},
     )
 
@@ -257,3 +264,93 @@ def test_the_builds_quota_check_logs_in_as_its_docker_hub_account(mirror: Mirror
     probes = [r for r in tokens.requests[before:] if any(mirror.image("account") in s for s in r.scopes)]
     assert probes
     assert all(r.username == tokens.username for r in probes)
+
+
+class _Watched:
+    """A handler's wfile that notes when a write fails: the client hung up before the answer was all sent."""
+
+    def __init__(self, raw: Any, cut: threading.Event) -> None:
+        self._raw, self._cut = raw, cut
+
+    def write(self, data: bytes) -> int:
+        try:
+            return int(self._raw.write(data))
+        except OSError:
+            self._cut.set()
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._raw.flush()
+        except OSError:
+            self._cut.set()
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def dripping_heads(cut: threading.Event) -> Fault:
+    """A manifest HEAD from anything but skopeo (the build's quota check) is answered with headers dripped a byte
+    every 0.3 s (devtools.registries.drip): about 50 s for the whole answer, each read in time; `cut` is set when
+    the client closes the connection before the last byte."""
+    dripping = drip(every=0.3, headers_too=True)
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        if h.command != "HEAD" or "skopeo" in (h.headers.get("User-Agent") or ""):
+            return False
+        h.wfile = _Watched(h.wfile, cut)  # type: ignore[assignment]
+        return dripping(h)
+
+    return fault
+
+
+def test_the_builds_quota_check_is_bounded_over_the_whole_exchange(mirror: Mirror) -> None:
+    """http.client's timeout is per socket operation: headers dripped a byte every 0.3 s held the check 50 s
+    against its 10 s. Now the exchange is cut at its deadline: no figure, and the server saw the client hang up."""
+    layout = mirror.seed("dripped", "d", tag="1")
+    cut = threading.Event()
+    mirror.registries.hub.faults[f"/{mirror.image('dripped')}/manifests/"] = dripping_heads(cut)
+    checked = copy_images.Job(
+        1,
+        f"{mirror.registries.hub.location}/{mirror.image('dripped')}@{layout.digest}",
+        mirror.registries.hub.location,
+        mirror.image("dripped"),
+        f"{mirror.registries.ecr.location}/mirror/{mirror.image('dripped')}:1",
+        mirror.registries.ecr.location,
+        f"{mirror.registries.ecr.location}/mirror/{mirror.image('dripped')}",
+        "1",
+        layout.digest,
+        "docker.io",
+        3,
+    )
+
+    figure = copy_images.remaining_pulls(mirror.registries.hub.url, checked, None, None, time.monotonic() + 2)
+
+    assert figure == (None, None)
+    assert cut.wait(30)  # the answer (about 50 s of it) was cut off, not waited out
+
+
+def test_the_builds_quota_check_runs_inside_the_copys_timeout(mirror: Mirror, auth: Path, tmp_path: Path) -> None:
+    """One deadline per entry: a quota check that takes all of COPY_TIMEOUT_SECONDS leaves the copy no time, and
+    skopeo is not started with a fresh one; the next entry's check reads its own manifest and goes ahead."""
+    slow = mirror.seed("slowcheck", "s", tag="1")
+    fine = mirror.seed("quick", "q", tag="1")
+    cut = threading.Event()
+    mirror.registries.hub.faults[f"/{mirror.image('slowcheck')}/manifests/"] = dripping_heads(cut)
+
+    run = run_build_phase(
+        [entry(mirror, "slowcheck", slow.digest, "1"), entry(mirror, "quick", fine.digest, "1")],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
+        extra_env={"COPY_TIMEOUT_SECONDS": "3"},
+    )
+
+    (failed,) = run.lines("FAILED")
+    assert failed == f"FAILED {entry(mirror, 'slowcheck', slow.digest, '1')['target']}: timeout after 3s"
+    assert cut.wait(30)
+    assert {m for m, p in mirror.hub_requests() if f"/{mirror.image('slowcheck')}/" in p} == {"HEAD"}  # no copy
+    assert len(run.lines("COPIED")) == 1
+    assert ecr_digest(mirror, f"mirror/{mirror.image('quick')}", "1") == fine.digest

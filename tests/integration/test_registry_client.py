@@ -1,41 +1,75 @@
-"""The registry client against real registries: auth discovery, token reuse, retries and their bounds."""
+"""The registry client against real registries: auth discovery, token reuse, retries and their bounds, the per-registry
+backoff, strict headers, manifests read back, and next pages that must stay on the registry."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, answer
+from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, answer
 from mirror.registry import (
     AuthError,
     BadResponseError,
     Credential,
     DeadlineError,
     NotFoundError,
+    RateLimit,
     RateLimitedError,
     RegistryClient,
     UpstreamError,
 )
+from mirror.registry.transport import new_session
 from tests.integration.conftest import Mirror, Registries
 
 HUB = "docker.io"
 
 
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
+@dataclass
+class FakeTime:
+    """The client's clock and sleep: time passes only by sleeping, so every wait is exactly what was asked for."""
+
+    now: float = 1000.0
+    sleeps: list[float] = field(default_factory=list)
+    #: when set, a sleep blocks until it is released (threads held mid-wait, for a test to look at)
+    gate: threading.Event | None = None
+    asleep: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        start = self.now
+        self.sleeps.append(seconds)
+        self.asleep.release()
+        if self.gate is not None:
+            assert self.gate.wait(30)
+        self.now = max(self.now, start + seconds)
 
 
 @pytest.fixture
-def client(registries: Registries, sleeps: list[float]) -> Iterator[RegistryClient]:
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def sleeps(fake_time: FakeTime) -> list[float]:
+    return fake_time.sleeps
+
+
+@pytest.fixture
+def client(registries: Registries, fake_time: FakeTime) -> Iterator[RegistryClient]:
     c = RegistryClient(
-        endpoints={HUB: registries.hub.url, ECR_ACCOUNT_HOST: registries.ecr.url},
+        endpoints={HUB: registries.hub.url, ECR_ACCOUNT_HOST: registries.ecr.url, "quay.io": registries.plain.url},
         credentials={ECR_ACCOUNT_HOST: Credential(ECR_USER, ECR_PASSWORD)},
         timeout=3,
-        sleep=sleeps.append,
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
     )
     yield c
     c.close()
@@ -119,13 +153,15 @@ def test_long_retry_after_is_not_waited_for(mirror: Mirror, client: RegistryClie
 def test_no_backoff_past_the_deadline(registries: Registries, mirror: Mirror, sleeps: list[float]) -> None:
     mirror.seed("late", "l")
     registries.hub.faults[f"/{mirror.image('late')}/manifests/"] = answer(503)
-    client = RegistryClient(endpoints={HUB: registries.hub.url}, sleep=sleeps.append, remaining_seconds=lambda: 2.0)
+    # `remaining_seconds` is the client's to use whole (the run's budget keeps its margins): 1.2 s leaves less than
+    # a useful request after the first backoff (0.5 s or more)
+    client = RegistryClient(endpoints={HUB: registries.hub.url}, sleep=sleeps.append, remaining_seconds=lambda: 1.2)
 
     with pytest.raises(UpstreamError):
         client.manifest_digest(HUB, mirror.image("late"), "latest")
     assert sleeps == []
 
-    out_of_time = RegistryClient(endpoints={HUB: registries.hub.url}, remaining_seconds=lambda: 0.5)
+    out_of_time = RegistryClient(endpoints={HUB: registries.hub.url}, remaining_seconds=lambda: 0.1)
     with pytest.raises(DeadlineError):
         out_of_time.manifest_digest(HUB, mirror.image("late"), "latest")
 
@@ -144,7 +180,7 @@ def test_plain_http_token_realm_outside_loopback_is_refused(mirror: Mirror, clie
     challenge = 'Bearer realm="http://auth.example.com/token",service="x"'
     mirror.registries.hub.faults[f"/{mirror.image('evil')}/manifests/"] = answer(401, {"WWW-Authenticate": challenge})
 
-    with pytest.raises(AuthError, match="plain-http token realm"):
+    with pytest.raises(AuthError, match="the token realm is plain http outside loopback"):
         client.manifest_digest(HUB, mirror.image("evil"), "latest")
 
 
@@ -217,3 +253,161 @@ def test_more_tags_than_the_bound_is_a_typed_error(mirror: Mirror, client: Regis
 
     with pytest.raises(BadResponseError, match="more than 10000 tags"):
         client.list_tags(HUB, mirror.image("crowded"))
+
+
+# -- a 429 holds its registry, for every thread ---------------------------------------------------------------------
+
+
+def test_a_429_holds_that_registry_for_every_thread_and_no_other(
+    mirror: Mirror, client: RegistryClient, fake_time: FakeTime
+) -> None:
+    a = mirror.seed("a", "a", tag="1")
+    b = mirror.seed("b", "b", tag="1")
+    other = mirror.seed_plain("other", "o", tag="1")
+    mirror.registries.hub.faults[f"/{mirror.image('a')}/manifests/"] = answer(
+        429, {"Retry-After": "1"}, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}', times=1
+    )
+    fake_time.gate = threading.Event()  # a wait lasts until the test lets it end: the window is the test's to see
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(client.manifest_digest, HUB, mirror.image("a"), "1")
+        assert fake_time.asleep.acquire(timeout=30)  # a was answered 429 and waits
+        sent = len(mirror.hub_requests())
+        second = pool.submit(client.manifest_digest, HUB, mirror.image("b"), "1")
+        assert fake_time.asleep.acquire(timeout=30)  # b waits for the registry too, before sending anything
+
+        # another registry is not held up: checked while both wait, without waiting
+        assert client.manifest_digest("quay.io", mirror.image("other"), "1") == other.digest
+        assert mirror.hub_requests()[sent:] == []  # nothing reached the held registry during its backoff
+        assert fake_time.sleeps == [1.0, 1.0]  # each waited what Retry-After asked, from the same 429
+
+        fake_time.gate.set()
+        assert (first.result(30), second.result(30)) == (a.digest, b.digest)
+    assert fake_time.sleeps == [1.0, 1.0]
+
+
+def test_a_held_registry_is_not_waited_for_past_the_deadline(
+    registries: Registries, mirror: Mirror, fake_time: FakeTime
+) -> None:
+    mirror.seed("a", "a", tag="1")
+    mirror.seed("b", "b", tag="1")
+    registries.hub.faults[f"/{mirror.image('a')}/manifests/"] = answer(429, {"Retry-After": "5"})
+    client = RegistryClient(
+        endpoints={HUB: registries.hub.url}, sleep=fake_time.sleep, clock=fake_time.clock, remaining_seconds=lambda: 3
+    )
+
+    with pytest.raises(RateLimitedError, match="HTTP 429"):
+        client.manifest_digest(HUB, mirror.image("a"), "1")
+    with pytest.raises(RateLimitedError, match=r"is rate limited for another 5\.0s"):
+        client.manifest_digest(HUB, mirror.image("b"), "1")
+
+    assert fake_time.sleeps == []
+    assert not [p for _, p in mirror.hub_requests() if mirror.image("b") in p]  # b was never sent
+
+
+# -- headers are read strictly --------------------------------------------------------------------------------------
+
+
+def test_a_non_ascii_retry_after_is_ignored_and_the_backoff_applies(
+    mirror: Mirror, client: RegistryClient, sleeps: list[float]
+) -> None:
+    mirror.seed("odd", "o")
+    mirror.registries.hub.faults[f"/{mirror.image('odd')}/manifests/"] = answer(
+        429, {"Retry-After": "\u00b2"}, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}'
+    )
+
+    with pytest.raises(RateLimitedError, match="answered HTTP 429") as raised:
+        client.manifest_digest(HUB, mirror.image("odd"), "latest")
+
+    assert raised.value.retry_after is None
+    assert len(sleeps) == 3  # the exponential backoff, 0.5 s doubling, with jitter
+    for slept, base in zip(sleeps, (0.5, 1.0, 2.0), strict=True):
+        assert base <= slept <= base * 1.5
+
+
+def test_a_non_ascii_ratelimit_figure_is_no_figure(mirror: Mirror, client: RegistryClient) -> None:
+    digest = "sha256:" + "1" * 64
+    headers = {"Docker-Content-Digest": digest, "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "\u00b2;w=1"}
+    mirror.registries.hub.faults[f"/{mirror.image('odd')}/manifests/"] = answer(200, headers)
+
+    assert client.manifest_digest(HUB, mirror.image("odd"), "1") == digest
+    assert client.rate_limits()[HUB] == RateLimit(100, None)
+
+
+# -- what is read back from a manifest ------------------------------------------------------------------------------
+
+
+def test_manifest_count_is_the_index_and_its_manifests(mirror: Mirror, client: RegistryClient) -> None:
+    index = mirror.seed("multi", "m", tag="1")
+    single = mirror.seed("single", "s", kind="oci-manifest", tag="1")
+
+    assert client.manifest_count(HUB, mirror.image("multi"), index.digest) == 3  # the index, amd64, arm64
+    assert client.manifest_count(HUB, mirror.image("single"), single.digest) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"schemaVersion": 2, "manifests": "x"}', b"[1, 2]", b'{"schemaVersion": 2, "manifests": [{}]}', b"x" * 70_000],
+    ids=["manifests not a list", "not an object", "not descriptors", "over the body cap"],
+)
+def test_a_malformed_manifest_is_a_registry_error_never_a_crash(
+    mirror: Mirror, client: RegistryClient, body: bytes
+) -> None:
+    digest = "sha256:" + "2" * 64
+    mirror.registries.hub.faults[f"/{mirror.image('bad')}/manifests/"] = answer(200, {}, body)
+
+    with pytest.raises(BadResponseError):
+        client.manifest_count(HUB, mirror.image("bad"), digest)
+
+
+# -- a next page elsewhere is never read ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def elsewhere(registries: Registries) -> Iterator[HubProxy]:
+    """Another server on loopback, where a Link trick would send the next request."""
+    proxy = HubProxy(registries.plain)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://localhost:{elsewhere}\\@127.0.0.1:{hub}/v2/{repository}/tags/list?n=1&last=a",
+        "http://user:pw@localhost:{elsewhere}/v2/{repository}/tags/list?n=1&last=a",
+        "http://127.0.0.1:{hub}@localhost:{elsewhere}/v2/{repository}/tags/list?n=1&last=a",
+        "//localhost:{elsewhere}/v2/{repository}/tags/list?n=1&last=a",
+        "http://127.0.0.1:{elsewhere}/v2/{repository}/tags/list?n=1&last=a",
+    ],
+    ids=["backslash", "userinfo", "host as userinfo", "scheme-relative", "another port"],
+)
+def test_a_next_page_link_with_url_tricks_is_refused_and_not_followed(
+    mirror: Mirror, client: RegistryClient, elsewhere: HubProxy, target: str
+) -> None:
+    hub = mirror.registries.hub
+    repository = mirror.image("tricky")
+    link = target.format(
+        elsewhere=elsewhere.location.split(":")[1], hub=hub.location.split(":")[1], repository=repository
+    )
+    hub.faults[f"/{repository}/tags/list"] = answer(200, {"Link": f'<{link}>; rel="next"'}, b'{"tags": ["a"]}')
+
+    with pytest.raises(BadResponseError, match=r"the next page (is refused|is on another host)"):
+        client.list_tags(HUB, repository)
+
+    assert elsewhere.requests == []
+    assert len([p for _, p in mirror.hub_requests() if "/tags/list" in p]) == 1
+
+
+def test_an_injected_session_carries_every_request(registries: Registries, mirror: Mirror) -> None:
+    layout = mirror.seed("seam", "s", tag="1")
+    session = new_session(4)
+    answered: list[tuple[str, int]] = []
+    session.hooks["response"].append(lambda r, *args, **kwargs: answered.append((r.request.method, r.status_code)))
+    client = RegistryClient(endpoints={HUB: registries.hub.url}, session=session)
+
+    assert client.manifest_digest(HUB, mirror.image("seam"), "1") == layout.digest
+    assert answered == [("HEAD", 401), ("GET", 200), ("HEAD", 200)]  # challenge, token, the digest
+    assert client.requests_sent == 3
+    client.close()

@@ -3,6 +3,7 @@ build, reported tag by tag with the rule they came from."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,13 @@ def test_each_rule_selects_exactly_and_every_selected_tag_is_checked_copied_and_
     auth = auth_file(tmp_path / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
     copied = 0
     for payload in mirror.mirror_images():  # 17 copies, 10 a build
-        run = run_build_phase(payload, auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location)
+        run = run_build_phase(
+            payload,
+            auth,
+            cwd=tmp_path,
+            ecr_registry=mirror.registries.ecr.location,
+            registry_endpoints=mirror.env["REGISTRY_ENDPOINTS"],
+        )
         assert run.returncode == 0, run.output
         copied += len(run.lines("COPIED"))
     assert copied == 17
@@ -137,3 +144,40 @@ def test_a_tag_set_never_writes_a_tag_another_entry_writes(mirror: Mirror, app: 
     assert "a repository belongs to one upstream" in intruder["error"]
     (batch,) = mirror.mirror_images()
     assert sorted(e["target"].rsplit(":", 1)[1] for e in batch) == ["1.198.0", "1.199.0"]
+
+
+def test_tag_sets_that_select_more_than_the_runs_maximum_are_cut_in_list_order(mirror: Mirror) -> None:
+    # 80 rules over 260 tags select 20,800 records: 800 over the cap of 20,000. The rules share one target
+    # repository, so every rule after the first selects duplicates (checked once): the run stays short.
+    tags = [f"1.{i // 100}.{i % 100}" for i in range(260)]
+    mirror.seed_tags("big", tags)
+    big = mirror.image("big")
+    s3 = mirror.report_bucket()
+    images: list[object] = [{"source": big, "tags": {"semver": ">=1"}} for _ in range(80)]
+
+    report = mirror.invoke({"images": images, "dryRun": True})
+
+    full = stored_report(s3, report["reportLocation"])
+    assert full["summary"]["total"] == report["summary"]["total"] == 20_000
+    per_entry: dict[int, list[dict[str, Any]]] = {}
+    for record in full["images"]:
+        per_entry.setdefault(int(record["rule"].split(":", 1)[0].removeprefix("entry ")), []).append(record)
+    # 20,000 - 80 spare records beyond each entry's own: 76 rules keep all 260 tags, the 77th keeps 236 and says
+    # so, the last three keep none and say so.
+    assert [len(per_entry[n]) for n in range(1, 81)] == [260] * 76 + [237, 1, 1, 1]
+    *kept, cut = per_entry[77]
+    assert {r["status"] for r in kept} == {"missing"}
+    assert [r["target"] for r in kept] == [r["target"] for r in per_entry[1]][:236]  # the highest versions
+    cap = "the run's list is capped at 20,000 entries (earlier entries keep theirs first)"
+    assert cut["status"] == "failed"
+    assert cut["error"] == f"tags: 24 of the 260 selected tags dropped: {cap}"
+    for n in (78, 79, 80):
+        assert per_entry[n][0]["error"] == f"tags: 260 of the 260 selected tags dropped: {cap}"
+    failed = [r for r in report["images"] if r["status"] == "failed"]
+    assert len(failed) == 4  # kept first in the trimmed response
+
+
+def stored_report(s3: Any, location: str) -> dict[str, Any]:
+    bucket, _, key = location[len("s3://") :].partition("/")
+    data: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return data

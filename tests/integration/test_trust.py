@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from devtools.buildspec import run_build_phase
 from devtools.images import push, write_image
 from devtools.localaws import build_environment
-from devtools.registries import ECR_PASSWORD, ECR_USER, Registry, TokenServer, auth_file
+from devtools.registries import ECR_PASSWORD, ECR_USER, Fault, HubProxy, Registry, TokenServer, answer, auth_file
+from mirror.registry import AuthError, Credential, RegistryClient
+from mirror.registry.auth import basic_auth
 from tests.integration.conftest import Mirror
 
 
@@ -209,7 +214,12 @@ def test_a_private_source_with_its_own_secret_is_checked_and_copied(
     env = build_environment(build, mirror.session)
     auth = auth_file(tmp_path / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
     run = run_build_phase(
-        env.pop("MIRROR_IMAGES"), auth, cwd=tmp_path, ecr_registry=mirror.registries.ecr.location, extra_env=env
+        env.pop("MIRROR_IMAGES"),
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=mirror.env["REGISTRY_ENDPOINTS"],
+        extra_env=env,
     )
     assert run.returncode == 0, run.output
     assert len(run.lines("COPIED")) == 2
@@ -233,3 +243,91 @@ def test_upstream_prefixes_name_the_repository_and_record_its_source(mirror: Mir
     assert {"Key": "managed-by", "Value": "ecr-mirror"} in ecr.list_tags_for_resource(resourceArn=arn)["tags"]
     (batch,) = mirror.mirror_images()
     assert batch[0]["target"].split("/", 1)[1] == f"quay/{mirror.image('other')}:1"
+
+
+# -- one parser decides where a request goes ------------------------------------------------------------------------
+
+
+def recording(seen: list[str]) -> Fault:
+    """A fault that answers nothing: it records each request's Authorization header and lets it through."""
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        seen.append(h.headers.get("Authorization", ""))
+        return False
+
+    return fault
+
+
+@dataclass
+class Watched:
+    """The client, with the Docker Hub side's credential configured, and every header any server received."""
+
+    client: RegistryClient
+    credential: str  # the Basic value of that credential
+    hub: list[str] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
+
+    def everything(self) -> list[str]:
+        return self.hub + self.tokens + self.elsewhere
+
+
+@pytest.fixture
+def watched(mirror: Mirror) -> Iterator[tuple[Watched, HubProxy]]:
+    registries = mirror.registries
+    tokens = registries.tokens
+    credential = Credential(tokens.username, tokens.password)  # the token server would accept it
+    client = RegistryClient(endpoints={"docker.io": registries.hub.url}, credentials={"docker.io": credential})
+    elsewhere = HubProxy(registries.plain)  # where a misread realm would send the credential
+    seen = Watched(client, basic_auth(credential))
+    registries.hub.faults["/v2/"] = recording(seen.hub)
+    tokens.faults[""] = recording(seen.tokens)
+    elsewhere.faults["/"] = recording(seen.elsewhere)
+    try:
+        yield seen, elsewhere
+    finally:
+        client.close()
+        elsewhere.close()
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    [
+        # urlsplit reads host 127.0.0.1 (the endpoint's), urllib3, which connects, reads localhost
+        'Bearer realm="http://localhost:{elsewhere}\\\\@127.0.0.1:{tokens}/token",service="x"',
+        "Bearer realm=http://localhost:{elsewhere}\\@127.0.0.1:{tokens}/token,service=x",
+        # urlsplit reads ghcr.io, urllib3 evil.example
+        'Bearer realm="https://evil.example\\\\@ghcr.io/token",service="x"',
+        # the quoted-string escape leaves plain userinfo: host 127.0.0.1 to everyone, and refused all the same
+        'Bearer realm="http://localhost:{elsewhere}\\@127.0.0.1:{tokens}/token",service="x"',
+        'Bearer realm="http://user:pw@127.0.0.1:{tokens}/token",service="x"',
+        'Bearer realm="http://127.0.0.1:{tokens}/token#frag",service="x"',
+    ],
+    ids=["backslash", "backslash, bare", "backslash to evil.example", "userinfo via escape", "userinfo", "fragment"],
+)
+def test_an_ambiguous_token_realm_is_refused_and_no_credential_leaves(
+    mirror: Mirror, watched: tuple[Watched, HubProxy], challenge: str
+) -> None:
+    seen, elsewhere = watched
+    ports = {"elsewhere": elsewhere.location.split(":")[1], "tokens": urlsplit(mirror.registries.tokens.realm).port}
+    header = challenge.format(**ports)
+    mirror.registries.hub.faults[f"/{mirror.image('app')}/manifests/"] = answer(401, {"WWW-Authenticate": header})
+
+    with pytest.raises(AuthError, match=r"docker\.io: the token realm .*; refused"):
+        seen.client.manifest_digest("docker.io", mirror.image("app"), "1")
+
+    assert seen.hub  # the registry was asked, without credentials
+    assert seen.tokens == seen.elsewhere == []  # no realm was asked at all
+    assert all(seen.credential not in h and mirror.registries.tokens.password not in h for h in seen.everything())
+
+
+def test_the_plain_token_realm_still_receives_the_credential(mirror: Mirror, watched: tuple[Watched, HubProxy]) -> None:
+    seen, _ = watched
+    layout = mirror.seed("app", "a", tag="1")
+    before = len(mirror.registries.tokens.requests)
+
+    assert seen.client.manifest_digest("docker.io", mirror.image("app"), "1") == layout.digest
+
+    assert seen.credential in seen.tokens  # the realm on the endpoint's host got the credential...
+    assert [r.username for r in mirror.registries.tokens.requests[before:]] == [mirror.registries.tokens.username]
+    assert seen.credential not in seen.hub + seen.elsewhere  # ...and nothing else did

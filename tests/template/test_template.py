@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 Resource = dict[str, Any]
 # the REGISTRY_CREDENTIALS secrets: a name prefix, as the function enforces (settings.SECRET_PREFIX)
 SECRETS = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:ecr-mirror/*"}
+COPY_PROJECT = {"Fn::GetAtt": ["CopyProject", "Arn"]}
 ANY_REPOSITORY = {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*"}
 TAGGED = {"StringEquals": {"aws:ResourceTag/managed-by": "ecr-mirror"}}
 TAGGED_ON_CREATE = {"StringEquals": {"aws:RequestTag/managed-by": "ecr-mirror"}}
@@ -122,8 +124,12 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
         ),
         "StartTheCopyProjectOnly": (
             ["codebuild:BatchGetBuilds", "codebuild:ListBuildsForProject", "codebuild:StartBuild"],
-            {"Fn::GetAtt": ["CopyProject", "Arn"]},
+            COPY_PROJECT,
         ),
+        "DenyBuildspecOverride": ("codebuild:StartBuild", COPY_PROJECT),
+        "DenyOverridesButTheCopysOwnVariables": ("codebuild:StartBuild", COPY_PROJECT),
+        "DenyImageOverride": ("codebuild:StartBuild", COPY_PROJECT),
+        "DenySourceOverride": ("codebuild:StartBuild", COPY_PROJECT),
         "ReadImageLists": ("s3:GetObject", {"Fn::Sub": "${MirrorBucket.Arn}/lists/*"}),
         "WriteRunReportsAndState": ("s3:PutObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/*"}),
         "ReadRunState": ("s3:GetObject", {"Fn::Sub": "${MirrorBucket.Arn}/reports/state/*"}),
@@ -152,8 +158,68 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
             ]
         }
     }
-    assert all(s["Effect"] == "Allow" for s in statements(role))
+    denied = {s["Sid"] for s in statements(role) if s["Effect"] == "Deny"}
+    assert denied == {sid for sid in expected if sid.startswith("Deny")}
+    assert all(s["Effect"] == "Allow" for s in statements(role) if s["Sid"] not in denied)
     assert role["Properties"].get("ManagedPolicyArns") in (None, [])
+
+
+def test_the_function_may_start_builds_only_with_the_projects_buildspec_image_source_and_its_own_variables(
+    cfn: dict[str, Any],
+) -> None:
+    """StartBuild on the copy project is as powerful as the build role (a buildspecOverride runs any code with it, a
+    variable override redirects its logins): the function's role is denied every override but those it sends."""
+    by_sid = {s["Sid"]: s for s in statements(cfn["Resources"]["MirrorFunctionRole"])}
+    assert by_sid["DenyBuildspecOverride"]["Condition"] == {"Null": {"codebuild:source.buildspec": "false"}}
+    assert by_sid["DenyImageOverride"]["Condition"] == {"Null": {"codebuild:environment.image": "false"}}
+    assert by_sid["DenySourceOverride"]["Condition"] == {"Null": {"codebuild:source.location": "false"}}
+    ((operator, keys),) = by_sid["DenyOverridesButTheCopysOwnVariables"]["Condition"].items()
+    ((key, patterns),) = keys.items()
+    assert (operator, key) == ("ForAnyValue:StringNotLike", "codebuild:environment.environmentVariables.name")
+
+    def allowed(name: str) -> bool:  # IAM's StringLike: * is any run of characters
+        return any(fnmatch.fnmatchcase(name, p) and "?" not in p and "[" not in p for p in patterns)
+
+    sent = function_build_variables()
+    assert sent == {
+        "MIRROR_IMAGES",
+        "MIRROR_RUN_ID",
+        *(f"REGISTRY_LOGIN_{n}_{part}" for n in (1, 2) for part in ("HOST", "USERNAME", "PASSWORD")),
+    }
+    assert all(allowed(name) for name in sent)  # what the function sends, it may send
+    for name in ("ECR_REGISTRY", "TARGET_PREFIX", "UPSTREAM_PREFIXES", "REGISTRY_ENDPOINTS", "DOCKERHUB_USERNAME"):
+        assert not allowed(name), name  # where the build writes and whom it trusts are the stack's
+    for name in ("PATH", "LD_PRELOAD", "PYTHONPATH", "REGISTRY_AUTH_FILE", "COPY_TIMEOUT_SECONDS", "mirror_images"):
+        assert not allowed(name), name
+
+
+def function_build_variables() -> set[str]:
+    """The names of the variables the function overrides in a StartBuild (codebuild.start_build, with the logins of
+    credentials.build_logins for two registries), caught from a stand-in CodeBuild client."""
+    from mirror.codebuild import start_build
+    from mirror.credentials import build_logins
+    from mirror.settings import Settings
+
+    calls: list[dict[str, Any]] = []
+
+    class CodeBuild:
+        def start_build(self, **params: Any) -> dict[str, Any]:
+            calls.append(params)
+            return {"build": {"id": "p:1"}}
+
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-mirror/{}-AbCdEf"
+    settings = Settings.from_env(
+        {
+            "CODEBUILD_PROJECT": "ecr-mirror-copy",
+            "REGISTRY_CREDENTIALS": json.dumps({"a.example": arn.format("a"), "b.example": arn.format("b")}),
+        }
+    )
+    logins = build_logins({"a.example": "a.example", "b.example": "b.example"}, settings)
+    start_build(CodeBuild(), "p", "[]", remaining_seconds=lambda: 60.0, extra=logins, run_id="run")
+    (params,) = calls
+    assert "buildspecOverride" not in params
+    assert set(params) <= {"projectName", "idempotencyToken", "environmentVariablesOverride"}
+    return {v["name"] for v in params["environmentVariablesOverride"]}
 
 
 def test_copy_role_may_only_push_under_the_prefix(cfn: dict[str, Any]) -> None:
@@ -235,10 +301,28 @@ def test_copy_project(cfn: dict[str, Any]) -> None:
     }
 
 
-def test_the_buildspec_carries_the_copy_module_verbatim() -> None:
-    from devtools.buildspec import COPIER, copy_program
+def test_the_buildspec_carries_the_copy_module_with_the_trust_rules_inlined() -> None:
+    from devtools.buildspec import GENERATED, TRUST, copy_program, inlined_trust, program
 
-    assert copy_program() == COPIER.read_text().rstrip("\n"), "run `make buildspec` after changing the copier"
+    carried = copy_program()
+    assert carried == program().rstrip("\n"), "run `make buildspec` after changing the copier or mirror/trust.py"
+    assert carried.startswith(GENERATED)  # marked as generated, naming both modules and the command
+    assert "from mirror.trust import" not in carried
+    assert inlined_trust() in carried
+    assert inlined_trust().strip() in TRUST.read_text()
+
+
+def test_the_build_phase_runs_python_isolated_and_leaves_the_ecr_login_to_the_program() -> None:
+    """The ECR token goes only to the registry the program derives from CODEBUILD_BUILD_ARN; and no file in the
+    build's directory, nor any PYTHON* variable, changes what the program imports (python3 -I)."""
+    from devtools.buildspec import buildspec
+
+    spec = buildspec()
+    commands = [c for phase in spec["phases"].values() for c in phase.get("commands", [])]
+    (heredoc,) = [c for c in spec["phases"]["build"]["commands"] if "<<'COPY'" in c]
+    shell = [c for c in commands if c is not heredoc]
+    assert not [c for c in shell if "ECR_REGISTRY" in c or "get-login-password" in c or "dkr.ecr" in c]
+    assert heredoc.startswith("python3 -I - <<'COPY'\n")
 
 
 def test_the_copy_project_knows_where_it_may_write(cfn: dict[str, Any]) -> None:
@@ -249,7 +333,11 @@ def test_the_copy_project_knows_where_it_may_write(cfn: dict[str, Any]) -> None:
     }
     assert variables["TARGET_PREFIX"] == {"Ref": "TargetPrefix"}
     assert variables["UPSTREAM_PREFIXES"] == {"Ref": "UpstreamPrefixes"}
-    assert variables["ECR_REGISTRY"] == {"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com"}
+    assert "ECR_REGISTRY" not in variables  # derived from CODEBUILD_BUILD_ARN by the build itself
+    # as the function reads it: an entry's registry is derived from its source host, never taken on its word
+    assert variables["REGISTRY_ENDPOINTS"] == {"Ref": "RegistryEndpoints"}
+    function = cfn["Resources"]["MirrorFunction"]["Properties"]["Environment"]["Variables"]
+    assert function["REGISTRY_ENDPOINTS"] == variables["REGISTRY_ENDPOINTS"]
     assert int(variables["COPY_TIMEOUT_SECONDS"]) <= 60 * 60
 
 

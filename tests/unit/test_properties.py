@@ -16,6 +16,7 @@ from mirror.imagelist import parse_entries
 from mirror.planning import ASSUMED_PULLS, Check, plan
 from mirror.references import ReferenceError, parse_reference
 from mirror.registry import RegistryClient
+from mirror.settings import DEFAULT_SOURCE_REGISTRIES
 
 # github.com/distribution/reference regexp.go, written out independently of the code under test (Go's \w is ASCII).
 _ALNUM = r"[a-z0-9]+"
@@ -111,16 +112,19 @@ def test_grammar_valid_references_are_accepted(text: str) -> None:
 @settings(max_examples=300)
 @given(st.one_of(near_references, grammar_valid()))
 def test_whatever_reaches_mirror_images_passes_the_buildspec_checks(text: str) -> None:
-    entries = parse_entries([text], "mirror")
+    # As a run parses them: only the deployment's source registries (the defaults and the endpoints' hosts).
+    endpoints = {"docker.io": "http://127.0.0.1:5000"}
+    entries = parse_entries([text], "mirror", set(DEFAULT_SOURCE_REGISTRIES) | set(endpoints))
     if not entries[0].valid:
         return
     digest = "sha256:" + "b" * 64
     copies = plan(entries, {0: Check(digest, None)}).copies
-    client = RegistryClient(endpoints={"docker.io": "http://127.0.0.1:5000"})
+    client = RegistryClient(endpoints=endpoints)
     payload = json.loads(mirror_images(copies, client.location, "123456789012.dkr.ecr.us-east-1.amazonaws.com"))
     for index, entry in enumerate(payload, 1):
         assert BUILD_TARGET is not None
-        checked, reason = copy_images.check(index, entry, BUILD_TARGET)
+        # The build derives each entry's registry from its source host with the function's endpoints: they agree.
+        checked, reason = copy_images.check(index, entry, BUILD_TARGET, endpoints)
         assert reason is None, (entry, reason)
         assert checked is not None
         assert checked.digest == digest

@@ -40,6 +40,30 @@ def test_missing_project_fails_fast() -> None:
         ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "ftp://x"})}, "not an http"),
         ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "https://x/path"})}, "without a path"),
         ({"REGISTRY_ENDPOINTS": json.dumps({"bad host!": "https://x"})}, "must map a registry host"),
+        # not in the one form every parser reads alike
+        (
+            {"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "http://localhost:1\\@127.0.0.1:5000"})},
+            "credentials",
+        ),
+        ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "https://a\\b.example"})}, "not a plain http"),
+        ({"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "https://mirror.\u0435xample"})}, "ASCII"),
+        # the copy's registry is derived from its host:port, and a 429 holds a host:port: one registry each
+        (
+            {
+                "REGISTRY_ENDPOINTS": json.dumps(
+                    {"docker.io": "https://mirror.example", "ghcr.io": "https://MIRROR.example"}
+                )
+            },
+            "'docker.io' and 'ghcr.io' share the endpoint host mirror.example",
+        ),
+        (
+            {"REGISTRY_ENDPOINTS": json.dumps({"docker.io": "https://m.example", "ghcr.io": "https://m.example:443/"})},
+            "share the endpoint host",
+        ),
+        (
+            {"REGISTRY_ENDPOINTS": json.dumps({"a.io": "http://127.0.0.1:5000", "b.io": "http://127.0.0.1:5000/"})},
+            "share the endpoint host 127.0.0.1:5000",
+        ),
         ({"DOCKERHUB_SECRET_ARN": "my-secret"}, "full ARN of a Secrets Manager secret"),
         # a partial ARN (no random suffix) would not match the IAM resource the template grants
         (
@@ -71,6 +95,22 @@ def test_endpoints_accept_loopback_http_and_any_https() -> None:
         "docker.io": "http://127.0.0.1:5000",
         "ghcr.io": "https://mirror.example.com",
         "x.io": "http://[::1]:1",
+    }
+
+
+def test_endpoints_on_one_host_but_different_ports_are_distinct_registries() -> None:
+    s = Settings.from_env(
+        BASE
+        | {
+            "REGISTRY_ENDPOINTS": json.dumps(
+                {"docker.io": "http://127.0.0.1:5000", "quay.io": "http://127.0.0.1:5001", "x.io": "https://X.example"}
+            )
+        }
+    )
+    assert s.registry_endpoints == {
+        "docker.io": "http://127.0.0.1:5000",
+        "quay.io": "http://127.0.0.1:5001",
+        "x.io": "https://x.example",
     }
 
 

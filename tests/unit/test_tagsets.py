@@ -1,10 +1,13 @@
-"""Tag rules as a table: the version grammar, ranges with `||`, variants, latest-N ties, match vs exclude."""
+"""Tag rules as a table: the version grammar, ranges with `||`, variants, latest-N ties, match vs exclude, and
+regexes that run in RE2's linear time with the answers Python's `re` gives for every documented pattern."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from mirror.tagsets import RuleError, Version, parse_range, parse_rule, parse_version
+from mirror.tagsets import RuleError, Version, compile_pattern, parse_range, parse_rule, parse_version
 
 TAGS = [
     "latest", "mainline", "stable", "stable-perl", "alpine",
@@ -84,6 +87,16 @@ def test_a_tag_listed_twice_is_selected_once() -> None:
         ({"semver": ">=" + "1." * 150 + "1"}, "longer than"),
         ({"match": "("}, "not a valid regular expression"),
         ({"exclude": "[a-"}, "not a valid regular expression"),
+        # what RE2 refuses, with RE2's reason: it has no backreferences or lookaround
+        (
+            {"match": r"(\d)\1"},
+            r"'\(\\\\d\)\\\\1' is not a valid regular expression \(RE2 syntax: .*\): invalid escape",
+        ),
+        ({"exclude": "(?=rc)"}, r"exclude .* not a valid regular expression .*: invalid perl operator: \(\?="),
+        ({"exclude": "(?<!v)1"}, "invalid perl operator"),
+        ({"match": "a++"}, "bad repetition operator"),
+        ({"match": "v{1001}"}, "invalid repetition size"),
+        ({"match": "\ud800"}, "not valid text"),
         ({"match": "a" * 201}, "1 to 200 characters"),
         ({"latest": 0}, "whole number from 1 to 1000"),
         ({"latest": True}, "whole number"),
@@ -104,3 +117,44 @@ def test_a_numeric_semver_from_yaml_is_a_range() -> None:
 def test_describe_names_the_rule_for_the_report() -> None:
     assert parse_rule({"semver": ">=1.26 <2", "latest": 3}).describe() == "semver >=1.26 <2, latest 3"
     assert parse_range(">=1.26 <2 || =3") == (((">=", (1, 26, 0, 0)), ("<", (2, 0, 0, 0))), (("=", (3, 0, 0, 0)),))
+
+
+def test_a_nested_quantifier_on_a_long_tag_answers_at_once() -> None:
+    # Under Python's re this never returns (backtracking, with the GIL held): the test hanging is the failure.
+    rule = parse_rule({"match": r"v?(\d+\.?)+"})
+    near_miss = "1" * 60 + "x"  # 61 characters: one that does not match is the slow case for a backtracker
+    long_match = "1." * 4999 + "12"  # 10,000 characters
+    long_miss = long_match[:-1] + "-"
+
+    assert rule.select([near_miss, "1" * 9_999 + "x", long_miss]) == []
+    assert rule.select([near_miss, long_match, "v1.2.3"]) == ["v1.2.3", long_match]  # versions first
+    assert parse_rule({"exclude": r"(\d+\.?)+x"}).select([near_miss, long_match]) == [long_match]
+
+
+# The patterns the README documents and these tests use: RE2 must answer exactly as Python's re did.
+PATTERNS = [
+    r"^v\d+\.\d+\.\d+$",
+    "-rc",
+    r"^1\.27\.\d+$",
+    r"1\.27",
+    r"1\.27.*",
+    "-",
+    "stable.*|mainline",
+    "latest",
+    r"^1\.2\d\.0$",
+    r"1\.25",
+    "latest|mainline",
+    r"(?i)ALPINE",
+    r"\d+-alpine",
+    r"[0-9]+(\.[0-9]+){2}",
+    r"v?(\d+\.?)+",
+]
+PARITY_TAGS = [*TAGS, "v1.2.3", "v1.2.3-rc1", "1.20.0", "1.25.0", "2.0.0-rc1", "Alpine"]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_re2_answers_as_pythons_re_for_the_documented_patterns(pattern: str) -> None:
+    compiled, python = compile_pattern("match", pattern), re.compile(pattern)
+    for tag in PARITY_TAGS:
+        assert bool(compiled.fullmatch(tag)) == bool(python.fullmatch(tag)), tag
+        assert bool(compiled.search(tag)) == bool(python.search(tag)), tag

@@ -1,6 +1,8 @@
-"""The OCI Distribution client, split as regclient splits it: transport (bounded HTTP), auth, operations."""
+"""The OCI Distribution client, split as regclient splits it: the transport (bounded HTTP, retries, per-host
+backoff) and its parts (`watchdog`, `limitread`, `ratelimit`, `fields`, `httplink`, `urls`), auth, operations."""
 
-from .auth import Challenge, Credential, parse_challenge
+from .auth import Challenge, parse_challenge
+from .backoff import RetryPolicy
 from .client import MANIFEST_ACCEPT, ManifestHead, RegistryClient, default_base_url
 from .errors import (
     AuthError,
@@ -15,7 +17,10 @@ from .errors import (
     TooLargeError,
     UpstreamError,
 )
-from .transport import BODY_CAP, RateLimit, Reply, parse_ratelimit, parse_retry_after
+from .hosts import Credential, HostConfig
+from .limitread import BODY_CAP
+from .ratelimit import RateLimit, parse_ratelimit, parse_retry_after
+from .transport import Reply
 
 __all__ = [
     "BODY_CAP",
@@ -25,6 +30,7 @@ __all__ = [
     "Challenge",
     "Credential",
     "DeadlineError",
+    "HostConfig",
     "ManifestHead",
     "NotFoundError",
     "NotFoundOrDeniedError",
@@ -35,6 +41,7 @@ __all__ = [
     "RegistryError",
     "RegistryTimeoutError",
     "Reply",
+    "RetryPolicy",
     "TooLargeError",
     "UpstreamError",
     "default_base_url",

@@ -7,23 +7,16 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from ..settings import is_loopback
+from .. import trust
+from ..trust import URL, UntrustedURLError
 from .errors import AuthError, BadResponseError
+from .hosts import Credential, HostConfig
 from .transport import Transport
+from .urls import named_url
 
 #: the longest challenge parsed; a real one is a few hundred characters
 CHALLENGE_MAX = 4096
-#: Docker Hub's registry names its token service on another host; the only such pair trusted by default
-DOCKER_HUB_REGISTRY_HOST = "registry-1.docker.io"
-DOCKER_HUB_AUTH_HOST = "auth.docker.io"
-
-
-@dataclass(frozen=True)
-class Credential:
-    username: str
-    password: str = field(repr=False)
 
 
 def basic_auth(credential: Credential) -> str:
@@ -63,59 +56,57 @@ class Token:
     expires_at: float
 
 
-def realm_takes_credentials(host: str, endpoint: str, realm: str) -> bool:
-    """Whether a token realm named by `host`'s registry may receive `host`'s credentials, or is refused outright.
+def vet_realm(host: str, endpoint: str, realm: str) -> tuple[URL, bool]:
+    """The token realm `host`'s registry (at `endpoint`) named, read as every parser reads it, and whether it may
+    receive `host`'s credentials (`mirror.trust.realm_takes_credentials`: one rule for the function and the copy
+    program). AuthError, naming the registry, for a realm refused outright: nothing is sent to it."""
+    try:
+        takes = trust.realm_takes_credentials(endpoint, realm)
+        return named_url(realm), takes
+    except UntrustedURLError as e:
+        raise AuthError(f"{host}: {e}; refused") from None
 
-    A remote server names the realm, so it is trusted no further than the endpoint the deployment chose: plain
-    http and loopback realms only for a loopback endpoint (inside Lambda, loopback is the runtime API); credentials
-    only to a realm on the endpoint's own hostname (and, for Docker Hub reached directly, auth.docker.io). A realm
-    elsewhere is asked anonymously. Raises AuthError for a refused realm.
-    """
-    parts = urlsplit(realm)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise AuthError(f"{host}: the token realm {realm[:100]!r} is not a URL")
-    endpoint_host = (urlsplit(endpoint).hostname or "").lower()
-    realm_host = parts.hostname.lower()
-    if parts.scheme == "http" and not (is_loopback(realm_host) and is_loopback(endpoint_host)):
-        raise AuthError(f"{host}: refusing a plain-http token realm outside loopback ({realm_host[:100]})")
-    if is_loopback(realm_host) and not is_loopback(endpoint_host):
-        raise AuthError(f"{host}: refusing a loopback token realm named by a registry outside loopback")
-    if realm_host == endpoint_host:
-        return True
-    return endpoint_host == DOCKER_HUB_REGISTRY_HOST and realm_host == DOCKER_HUB_AUTH_HOST
+
+def realm_takes_credentials(host: str, endpoint: str, realm: str) -> bool:
+    """Whether a token realm named by `host`'s registry may receive `host`'s credentials (False: it is asked
+    anonymously); AuthError for a realm refused outright."""
+    return vet_realm(host, endpoint, realm)[1]
 
 
 def fetch_token(
     transport: Transport,
-    host: str,
+    registry: str,
+    realm: URL,
+    realm_host: HostConfig,
     challenge: Challenge,
     scope: str,
     credential: Credential | None,
     *,
     now: float,
 ) -> Token:
-    """GET the challenge's realm for `scope` (with Basic credentials when given); the body is read capped.
-    The caller has vetted the realm (`realm_takes_credentials`)."""
-    realm = challenge.params.get("realm", "")
+    """GET the vetted `realm` for `scope` (with Basic credentials when given); the body is read capped."""
     params = {"scope": scope}
     if "service" in challenge.params:
         params["service"] = challenge.params["service"]
     headers = {"Authorization": basic_auth(credential)} if credential else {}
-    what = f"token for {host} ({scope})"
-    reply = transport.send("GET", realm, headers, what, params=params)
+    what = f"token for {registry} ({scope})"
+    reply = transport.send("GET", str(realm), headers, what, host=realm_host, params=params)
     if reply.status in (401, 403):
         raise AuthError(f"{what}: the token endpoint refused the credentials (HTTP {reply.status})")
     if not 200 <= reply.status < 300:
         raise AuthError(f"{what}: the token endpoint answered HTTP {reply.status}")
     try:
         body = json.loads(reply.body)
-        value = body.get("token") or body.get("access_token")
-        expires_in = float(body.get("expires_in") or 60)
-    except (ValueError, AttributeError, TypeError, RecursionError):
+    except (ValueError, RecursionError):
         raise BadResponseError(f"{what}: the token endpoint did not answer with JSON") from None
+    if not isinstance(body, dict):
+        raise BadResponseError(f"{what}: the token endpoint did not answer with a JSON object")
+    value = body.get("token") or body.get("access_token")
     if not isinstance(value, str) or not value:
         raise BadResponseError(f"{what}: the token endpoint answered without a token")
-    if not 0 < expires_in < 10**7:
+    expires_in = body.get("expires_in")
+    # A lifetime that is not a plain number in range is the spec's default (60 s), never an error.
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not 0 < expires_in < 10**7:
         expires_in = 60
     # Renew a little early so a token never expires between the cache check and the request.
     return Token(value, now + max(1.0, expires_in * 0.9 - 5))

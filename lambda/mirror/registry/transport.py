@@ -1,34 +1,26 @@
-"""HTTP for registry requests: each exchange bounded in wall-clock time, bytes and redirects; every failure typed.
+"""HTTP for registry requests: each exchange bounded in wall-clock time (`watchdog`), bytes (`limitread`) and
+redirects; retried by a `RetryPolicy`, a 429 holding its host for every thread (`backoff`); every failure typed.
 
-`requests` bounds each socket operation, not an exchange: a server that sends one byte a second never times out,
-and a 100 MiB token body is read whole. Here a watchdog thread ends any exchange that outlives its limit by shutting
-down its socket, bodies are streamed and capped, redirects are never followed (a registry that points elsewhere
-must be configured there), and whatever `requests`, urllib3 or `http.client` raise becomes a `RegistryError`.
+Redirects are never followed (a registry that points elsewhere must be configured there), and whatever `requests`,
+urllib3 or `http.client` raise becomes a `RegistryError`.
 """
 
 from __future__ import annotations
 
 import http.client
 import math
-import os
-import random
-import re
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .backoff import HostBackoff, RetryPolicy
 from .errors import (
     BadResponseError,
     DeadlineError,
@@ -36,14 +28,16 @@ from .errors import (
     RegistryConnectionError,
     RegistryError,
     RegistryTimeoutError,
-    TooLargeError,
     UpstreamError,
 )
+from .hosts import HostConfig
+from .limitread import BODY_CAP, read_body
+from .ratelimit import RateLimit, RateLimits, parse_retry_after
+from .watchdog import Watchdog, WatchedAdapter
 
 USER_AGENT = "ecr-mirror/1.0"
-#: a token answer is a few KiB; error bodies are read only for their error code
-BODY_CAP = 64 * 1024
-_CHUNK = 16 * 1024
+#: a request is not begun with less time than this left: it could not finish
+MIN_REQUEST_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -56,204 +50,20 @@ class Reply:
     url: str
 
 
-# -- the watchdog: a wall-clock limit over a whole exchange ----------------------------------------------------------
+def new_session(pool_size: int) -> requests.Session:
+    """The session a transport sends with when none is injected: watched connections, nothing from the environment."""
+    session = requests.Session()
+    # No proxies, .netrc or CA bundles from the environment: credentials go only where the client sends them.
+    session.trust_env = False
+    adapter = WatchedAdapter(pool_connections=max(4, pool_size), pool_maxsize=max(4, pool_size), max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.headers["Accept-Encoding"] = "identity"
+    return session
 
 
-class _SocketGuard:
-    """A duplicate of a connection's socket descriptor, so another thread can shut the socket down at any phase
-    (connect, TLS handshake, headers, body) without racing the owner's close: the duplicate is never reused."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._lock = threading.Lock()
-        self._fd: int | None = os.dup(sock.fileno())
-
-    def shutdown(self) -> None:
-        with self._lock:
-            if self._fd is None:
-                return
-            sock = socket.socket(fileno=self._fd)
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the peer
-            finally:
-                sock.detach()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
-
-class _Exchange:
-    """One request's wall-clock budget and the connections it has used so far."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.expired = False
-        self._lock = threading.Lock()
-        self._guards: list[_SocketGuard] = []
-
-    def attach(self, guard: _SocketGuard) -> None:
-        with self._lock:
-            if guard not in self._guards:
-                self._guards.append(guard)
-            expired = self.expired
-        if expired:
-            guard.shutdown()
-
-    def expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            guards = list(self._guards)
-        for guard in guards:
-            guard.shutdown()
-
-
-_current = threading.local()
-
-
-def _attach(guard: _SocketGuard | None) -> None:
-    exchange: _Exchange | None = getattr(_current, "exchange", None)
-    if exchange is not None and guard is not None:
-        exchange.attach(guard)
-
-
-class _Watchdog:
-    """One thread that ends every exchange still running at its deadline."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._active: set[_Exchange] = set()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def watch(self, exchange: _Exchange) -> None:
-        with self._cond:
-            self._active.add(exchange)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="exchange-watchdog", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def unwatch(self, exchange: _Exchange) -> None:
-        with self._cond:
-            self._active.discard(exchange)
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        with self._cond:
-            while not self._closed:
-                now = time.monotonic()
-                for exchange in [e for e in self._active if e.deadline <= now]:
-                    self._active.discard(exchange)
-                    exchange.expire()
-                wake = min((e.deadline for e in self._active), default=None)
-                self._cond.wait(None if wake is None else max(0.01, wake - now))
-
-
-class _Watched:
-    """Mixed into urllib3's connections: each socket they open gets a guard, attached to the current exchange."""
-
-    _guard: _SocketGuard | None = None
-
-    def _new_conn(self) -> socket.socket:
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        if self._guard is not None:
-            self._guard.close()
-        self._guard = _SocketGuard(sock)
-        _attach(self._guard)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self._guard)  # a pooled connection, reused by a new exchange
-        super().request(*args, **kwargs)  # type: ignore[misc]
-
-    def close(self) -> None:
-        super().close()  # type: ignore[misc]
-        if self._guard is not None:
-            self._guard.close()
-
-
-class _WatchedHTTPConnection(_Watched, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _WatchedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
-# -- rate-limit headers --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    limit: int | None
-    remaining: int | None
-
-
-def _ratelimit_value(raw: str | None) -> int | None:
-    # "100;w=21600" -> 100
-    if raw is None:
-        return None
-    match = re.match(r"\s*(\d{1,12})", raw)
-    return int(match.group(1)) if match else None
-
-
-def parse_ratelimit(headers: Mapping[str, str]) -> RateLimit | None:
-    limit = _ratelimit_value(headers.get("ratelimit-limit"))
-    remaining = _ratelimit_value(headers.get("ratelimit-remaining"))
-    if limit is None and remaining is None:
-        return None
-    return RateLimit(limit, remaining)
-
-
-def parse_retry_after(raw: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    import email.utils
-
-    if not raw:
-        return None
-    raw = raw.strip()[:100]
-    if raw.isdigit():
-        return float(raw)
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-# -- the transport -------------------------------------------------------------------------------------------------
-
-
-def _host_of(url: str) -> str:
-    try:
-        return urlsplit(url).netloc[:255] or "?"
-    except ValueError:
-        return "?"
-
+# -- the error chain -----------------------------------------------------------------------------------------------
 
 _BROKEN = (
     requests.exceptions.ChunkedEncodingError,
@@ -311,90 +121,59 @@ _TRANSPORT_ERRORS = (
 )
 
 
-def _decoder(encoding: str, what: str, host: str) -> Any:
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return None
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        return zlib.decompressobj()
-    raise BadResponseError(f"{what}: {host} answered with an unsupported content-encoding {encoding[:40]!r}")
-
-
-def _read_body(response: requests.Response, cap: int, what: str, host: str) -> bytes:
-    """At most `cap` bytes of the body, decoded; a longer body is not read past the cap."""
-    length = response.headers.get("Content-Length", "").strip()
-    if length.isdigit() and int(length) > cap:
-        raise TooLargeError(f"{what}: {host} sent a body of {int(length)} bytes (at most {cap} are read)")
-    decoder = _decoder(response.headers.get("Content-Encoding", ""), what, host)
-    chunks: list[bytes] = []
-    size = 0
+def _shown_host(url: str) -> str:
+    """A redirect's target host, for the error message only: a redirect is never followed."""
     try:
-        for chunk in response.raw.stream(_CHUNK, decode_content=False):
-            if decoder is not None:
-                chunk = decoder.decompress(chunk, cap + 1 - size)
-                if decoder.unconsumed_tail:
-                    size = cap + 1
-            size += len(chunk)
-            if size > cap:
-                raise TooLargeError(f"{what}: {host} sent a body of more than {cap} bytes")
-            chunks.append(chunk)
-    except zlib.error:
-        raise BadResponseError(f"{what}: {host} sent a body that does not decompress") from None
-    return b"".join(chunks)
+        return urlsplit(url).netloc[:255] or "?"
+    except ValueError:
+        return "?"
+
+
+# -- the transport -------------------------------------------------------------------------------------------------
 
 
 class Transport:
     """Pooled HTTP with bounded retries, never past the deadline; answers are `Reply` values, failures typed.
 
-    `remaining_seconds` tells how long the caller may still run (the Lambda's remaining time); no request or
-    backoff is started that would end after it, and no request is allowed to run past it.
+    `remaining_seconds` is the time the caller lets its requests use (the run's budget keeps its own margins): no
+    request or backoff is started that would end after it, and no request is allowed to run past it. A 429 holds
+    its host (Retry-After, within the policy's bound, else the exponential backoff): every thread's next request to
+    that host waits for it.
     """
-
-    #: seconds kept free before the deadline, so the caller can still report
-    DEADLINE_MARGIN = 1.0
-    #: a Retry-After longer than this is not waited for
-    MAX_RETRY_AFTER = 30.0
 
     def __init__(
         self,
+        policy: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen)
         *,
-        timeout: float = 10.0,
-        max_attempts: int = 4,
-        backoff: float = 0.5,
         pool_size: int = 8,
         remaining_seconds: Callable[[], float] = lambda: math.inf,
         sleep: Callable[[float], None] = time.sleep,
-        name_of: Callable[[str], str] = _host_of,
+        clock: Callable[[], float] = time.monotonic,
+        session: requests.Session | None = None,
     ) -> None:
-        self._timeout = timeout
-        self._max_attempts = max_attempts
-        self._backoff = backoff
+        self.policy = policy
         self._remaining = remaining_seconds
         self._sleep = sleep
-        self._name_of = name_of
-        self._session = requests.Session()
-        # No proxies, .netrc or CA bundles from the environment: credentials go only where the client sends them.
-        self._session.trust_env = False
-        adapter = _WatchedAdapter(pool_connections=max(4, pool_size), pool_maxsize=max(4, pool_size), max_retries=0)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        self._session.headers["User-Agent"] = USER_AGENT
-        self._session.headers["Accept-Encoding"] = "identity"
-        self._watchdog = _Watchdog()
+        self._clock = clock
+        self._session = session if session is not None else new_session(pool_size)
+        self._watchdog = Watchdog()
         self._lock = threading.Lock()
-        self._rate_limits: dict[str, RateLimit] = {}
+        self._backoffs: dict[str, HostBackoff] = {}
+        self._rate_limits = RateLimits()
         self.requests_sent = 0
 
     def close(self) -> None:
         self._session.close()
         self._watchdog.close()
 
+    def backoff(self, netloc: str) -> HostBackoff:
+        """The one backoff of `netloc`, for every HostConfig that sends there."""
+        with self._lock:
+            return self._backoffs.setdefault(netloc, HostBackoff())
+
     def rate_limits(self) -> dict[str, RateLimit]:
         """Per registry, the limit and the lowest remaining count seen in this run."""
-        with self._lock:
-            return dict(self._rate_limits)
+        return self._rate_limits.snapshot()
 
     def send(
         self,
@@ -403,29 +182,39 @@ class Transport:
         headers: Mapping[str, str],
         what: str,
         *,
+        host: HostConfig,
         params: Mapping[str, str] | None = None,
         cap: int = BODY_CAP,
     ) -> Reply:
-        """One request with retries: 429, 5xx, timeouts and broken connections are retried, within the deadline."""
-        host = _host_of(url)
+        """One request to `host` with retries: 429, 5xx, timeouts and broken connections are retried, within the
+        deadline; a 429 holds the host for every thread."""
+        policy = self.policy
         last: RegistryError | None = None
-        for attempt in range(self._max_attempts):
-            if attempt:
+        for attempt in range(policy.max_attempts):
+            if attempt and not isinstance(last, RateLimitedError):  # a 429's wait is its host's hold, below
                 assert last is not None
-                self._wait_before_retry(attempt, last)
+                self._pause(policy.delay(attempt), last)
+            if host.backoff.until:
+                self._wait_for(host, last, what)
             limit = self._request_limit(last, what)
             try:
-                reply = self._exchange(method, url, headers, params, limit, cap, what)
+                reply = self._exchange(method, url, headers, params, limit, cap, what, host)
             except (RegistryTimeoutError, RegistryConnectionError) as e:
                 last = e
                 continue
             if reply.status == 429:
                 retry_after = parse_retry_after(reply.headers.get("Retry-After"))
                 detail = "TOOMANYREQUESTS" if b"TOOMANYREQUESTS" in reply.body else "HTTP 429"
-                last = RateLimitedError(f"{what}: {host} answered {detail}", retry_after)
+                last = RateLimitedError(f"{what}: {host.netloc} answered {detail}", retry_after)
+                if retry_after is not None and retry_after <= policy.max_retry_after:
+                    host.backoff.hold(self._clock() + retry_after)
+                    continue
+                host.backoff.hold(self._clock() + policy.delay(attempt + 1))
+                if retry_after is not None:
+                    raise last  # asked to wait longer than is worth it: the others wait the backoff, not an hour
                 continue
             if reply.status >= 500:
-                last = UpstreamError(f"{what}: {host} answered HTTP {reply.status}")
+                last = UpstreamError(f"{what}: {host.netloc} answered HTTP {reply.status}")
                 continue
             return reply
         assert last is not None
@@ -440,14 +229,11 @@ class Transport:
         limit: float,
         cap: int,
         what: str,
+        host: HostConfig,
     ) -> Reply:
         """One request, all within `limit` seconds of wall-clock time; a redirect is refused, never followed."""
-        exchange = _Exchange(time.monotonic() + limit)
-        _current.exchange = exchange
-        self._watchdog.watch(exchange)
-        host = _host_of(url)
-        # Whatever ends an exchange that ran out of time (a cut socket, a short body), the reason is the time.
-        timed_out = RegistryTimeoutError(f"{what}: {host} did not answer in full within {limit:.1f}s")
+        exchange = self._watchdog.start(limit)
+        netloc = host.netloc
         try:
             with self._lock:
                 self.requests_sent += 1
@@ -461,52 +247,51 @@ class Transport:
                 stream=True,
             )
             with response:
-                self._record_ratelimit(url, response.headers)
+                self._rate_limits.record(host.name, response.headers)
                 if 300 <= response.status_code < 400:
-                    where = _host_of(urljoin(url, response.headers.get("Location", "").strip()[:2048]))
+                    where = _shown_host(urljoin(url, response.headers.get("Location", "").strip()[:2048]))
                     raise BadResponseError(f"{what}: unexpected redirect to {where} (HTTP {response.status_code})")
-                body = b"" if method == "HEAD" else _read_body(response, cap, what, host)
+                body = b"" if method == "HEAD" else read_body(response, cap, what, netloc)
                 if not exchange.expired:
                     return Reply(response.status_code, CaseInsensitiveDict(response.headers), body, url)
-            raise timed_out
+            raise self._timed_out(what, netloc, limit)
         except (RegistryError, *_TRANSPORT_ERRORS) as e:
+            # Whatever ends an exchange that ran out of time (a cut socket, a short body), the reason is the time.
             if exchange.expired:
-                raise timed_out from None
+                raise self._timed_out(what, netloc, limit) from None
             if isinstance(e, RegistryError):
                 raise
-            raise _translate(e, what, host, limit) from None
+            raise _translate(e, what, netloc, limit) from None
         finally:
-            self._watchdog.unwatch(exchange)
-            _current.exchange = None
+            self._watchdog.finish(exchange)
+
+    @staticmethod
+    def _timed_out(what: str, netloc: str, limit: float) -> RegistryTimeoutError:
+        return RegistryTimeoutError(f"{what}: {netloc} did not answer in full within {limit:.1f}s")
 
     def _request_limit(self, last: RegistryError | None, what: str) -> float:
-        left = self._remaining() - self.DEADLINE_MARGIN
-        if left < 0.2:
+        left = self._remaining()
+        if left < MIN_REQUEST_SECONDS:
             if last is not None:
                 raise last  # what went wrong, rather than the deadline it ran into
             raise DeadlineError(f"{what}: no time left before the function's deadline")
-        return min(self._timeout, left)
+        return min(self.policy.timeout, left)
 
-    def _wait_before_retry(self, attempt: int, last: RegistryError) -> None:
-        retry_after = last.retry_after if isinstance(last, RateLimitedError) else None
-        if retry_after is not None and retry_after > self.MAX_RETRY_AFTER:
-            raise last
-        delay = retry_after if retry_after is not None else self._backoff * 2 ** (attempt - 1) * random.uniform(1, 1.5)  # noqa: S311 (jitter, not crypto)
+    def _pause(self, delay: float, last: RegistryError) -> None:
         # Give up rather than sleep into the deadline: the error says what went wrong, not "deadline".
-        if self._remaining() - self.DEADLINE_MARGIN - delay < min(self._timeout, 1.0):
+        if not self.policy.wait_fits(delay, self._remaining()):
             raise last
         self._sleep(delay)
 
-    def _record_ratelimit(self, url: str, headers: Mapping[str, str]) -> None:
-        seen = parse_ratelimit(headers)
-        if seen is None:
-            return
-        name = self._name_of(url)
-        with self._lock:
-            old = self._rate_limits.get(name)
-            limit, remaining = seen.limit, seen.remaining
-            if old is not None:
-                limit = old.limit if limit is None else limit
-                if old.remaining is not None and (remaining is None or old.remaining < remaining):
-                    remaining = old.remaining
-            self._rate_limits[name] = RateLimit(limit, remaining)
+    def _wait_for(self, host: HostConfig, last: RegistryError | None, what: str) -> None:
+        """Wait while `host` is held after a 429, however many holds follow one another; no wait that would pass
+        the deadline is begun (the request gives up, rate limited)."""
+        waited = 0.0
+        while (until := host.backoff.until) > waited:
+            delay = until - self._clock()
+            if delay <= 0:
+                return
+            if not self.policy.wait_fits(delay, self._remaining()):
+                raise last or RateLimitedError(f"{what}: {host.netloc} is rate limited for another {delay:.1f}s")
+            self._sleep(delay)
+            waited = until  # a hold set while this one was waited for is waited for in turn; this one is done
