@@ -29,6 +29,12 @@ LISTING_SHARE = 0.25
 #: how much longer than the function's remaining time a run's lease lasts: a killed run's lease expires by itself
 #: this long after the run would have ended, and a lease reaching further ahead than this is corrupt
 LEASE_SLACK_SECONDS = 60.0
+#: the longest a Lambda function runs (its timeout is at most 900 s): a lease is never taken for longer than
+#: LEASE_MAX_SECONDS, so an `until` further ahead than that (and CLOCK_SLACK_SECONDS) cannot be a real lease
+FUNCTION_TIMEOUT_MAX_SECONDS = 900.0
+LEASE_MAX_SECONDS = FUNCTION_TIMEOUT_MAX_SECONDS + LEASE_SLACK_SECONDS
+#: how far ahead of this clock another's may be (Lambda's clocks are NTP-synchronised)
+CLOCK_SLACK_SECONDS = 60.0
 
 
 @dataclass(frozen=True)

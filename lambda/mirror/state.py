@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .budget import CLOCK_SLACK_SECONDS, LEASE_MAX_SECONDS
 from .ecr import aws_error
 from .readback import RUN_ID_RE, MalformedError, document, number, shown, text
 
@@ -51,14 +52,6 @@ class Place:
         return self.key(STATE_DIR, name)
 
 
-#: the longest a Lambda function runs (its timeout is at most 900 s), and how long a lease outlives the time its run
-#: has left; the one clock of the run may own these. A lease is never taken for longer than LEASE_MAX_SECONDS, so an
-#: `until` further ahead than that (and CLOCK_SLACK_SECONDS) cannot be a real lease: it is corrupt.
-FUNCTION_TIMEOUT_MAX_SECONDS = 900
-LEASE_MARGIN_SECONDS = 60
-LEASE_MAX_SECONDS = FUNCTION_TIMEOUT_MAX_SECONDS + LEASE_MARGIN_SECONDS
-#: how far ahead of this clock another's may be (Lambda's clocks are NTP-synchronised)
-CLOCK_SLACK_SECONDS = 60
 _LEASE_BYTES_MAX = 4096
 #: S3's answers to a conditional write that lost
 _LOST = ("PreconditionFailed", "ConditionalRequestConflict")

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import report as reports
-from .budget import Budget, Share
+from .budget import LEASE_SLACK_SECONDS, Budget, Share
 from .codebuild import (
     BuildStartError,
     InFlight,
@@ -40,7 +40,7 @@ from .registry import (
 )
 from .report import Outcome
 from .settings import ConfigurationError, Settings
-from .state import LEASE_MARGIN_SECONDS, AnotherRunError, History, Lease, Place, identity
+from .state import AnotherRunError, History, Lease, Place, identity
 
 DEADLINE_REASON = "deadline: not checked before the function's deadline"
 NOT_STARTED_REASON = "deadline: not started before the function's deadline"
@@ -389,7 +389,7 @@ def run(
     lease: Lease | None = None
     if place is not None and not request.dry_run:
         try:
-            lease = Lease.take(aws.s3, place, run_id, seconds=remaining_seconds() + LEASE_MARGIN_SECONDS)
+            lease = Lease.take(aws.s3, place, run_id, seconds=remaining_seconds() + LEASE_SLACK_SECONDS)
         except AnotherRunError as e:
             log.warning("run skipped", extra={"runId": run_id, "reason": str(e)})
             if metrics is not None:

@@ -17,8 +17,9 @@ import pytest
 
 from devtools.context import FakeLambdaContext
 from devtools.localaws import PROJECT, answering
+from mirror.budget import CLOCK_SLACK_SECONDS, LEASE_MAX_SECONDS
 from mirror.ecr import EcrError
-from mirror.state import CLOCK_SLACK_SECONDS, LEASE_MAX_SECONDS, identity, read_history
+from mirror.state import identity, read_history
 from tests.integration.conftest import Mirror
 from tests.integration.test_in_flight import finished_build, running_build
 from tests.integration.test_run_bounds import BUCKET, LEASE

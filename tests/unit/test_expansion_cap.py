@@ -26,7 +26,9 @@ def by_entry(expanded: list[Entry]) -> dict[int, list[Entry]]:
 
 
 def test_eight_tag_sets_over_9999_tags_expand_to_the_cap_in_list_order_without_building_more() -> None:
-    images: list[object] = [{"source": "nginx", "tags": {"semver": ">=0"}, "target": f"mirror/web{n}"} for n in range(8)]
+    images: list[object] = [
+        {"source": "nginx", "tags": {"semver": ">=0"}, "target": f"mirror/web{n}"} for n in range(8)
+    ]
 
     tracemalloc.start()
     try:
