@@ -21,6 +21,7 @@ from devtools.registries import ECR_PASSWORD, ECR_USER, Fault, auth_file, drip
 from mirror.planning import ASSUMED_PULLS
 from tests.integration.conftest import Mirror
 from tests.integration.test_buildspec import ecr_digest, endpoints, entry
+from tests.integration.test_in_flight import finished_build
 
 HUB_SECRET = json.dumps({"username": "hubuser", "password": "hub-access-token-s3cret"})
 
@@ -149,24 +150,10 @@ def test_the_next_run_reports_what_the_previous_runs_builds_spent(mirror: Mirror
     variables = {v["name"]: v["value"] for v in started["environmentVariablesOverride"]}
     assert variables["MIRROR_RUN_ID"] == first["runId"]
 
-    def finished(build_id: str, run_id: str, pulls: str | None) -> dict[str, Any]:
-        build: dict[str, Any] = {
-            "id": build_id,
-            "projectName": PROJECT,
-            "buildStatus": "SUCCEEDED",
-            "currentPhase": "COMPLETED",
-            "environment": {
-                "environmentVariables": [{"name": "MIRROR_RUN_ID", "value": run_id, "type": "PLAINTEXT"}],
-            },
-        }
-        if pulls is not None:
-            build["exportedEnvironmentVariables"] = [{"name": "MIRROR_PULLS_USED", "value": pulls}]
-        return build
-
     builds = [
-        finished(f"{PROJECT}:b2", first["runId"], "3"),
-        finished(f"{PROJECT}:b1", first["runId"], "4"),
-        finished(f"{PROJECT}:b0", "an-older-run", "50"),
+        finished_build(f"{PROJECT}:b2", first["runId"], "3"),
+        finished_build(f"{PROJECT}:b1", first["runId"], "4"),
+        finished_build(f"{PROJECT}:b0", "an-older-run", "50"),
     ]
     mirror.session.events.register(
         "before-call.codebuild.ListBuildsForProject", answering({"ids": [b["id"] for b in builds]})
