@@ -29,7 +29,8 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT / "lambda"))
 from devtools.context import FakeLambdaContext  # noqa: E402
 from devtools.images import Layout, push, write_image  # noqa: E402
 from devtools.localaws import LAMBDA_ENVIRONMENT, PROJECT, create_copy_project  # noqa: E402
+from devtools.proxyprocess import ProxyProcess  # noqa: E402
 from devtools.registries import (  # noqa: E402
     ECR_ACCOUNT_HOST,
     ECR_PASSWORD,
@@ -57,7 +59,9 @@ def manifest_of(layout: Layout) -> bytes:
     return (layout.path / "blobs" / "sha256" / hex_).read_bytes()
 
 
-def measure(label: str, images: int, run: Callable[[], dict[str, Any]], hub: HubProxy) -> dict[str, Any]:
+def measure(
+    label: str, images: int, run: Callable[[], dict[str, Any]], hub: HubProxy, *, quiet: bool = False
+) -> dict[str, Any]:
     pulls_before, requests_before = hub.pulls(), len(hub.requests)
     if TRACE:
         tracemalloc.start()
@@ -86,7 +90,8 @@ def measure(label: str, images: int, run: Callable[[], dict[str, Any]], hub: Hub
             reasons[reason] = reasons.get(reason, 0) + 1
     if reasons:
         figures["failureReasons"] = dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:5])
-    print(json.dumps(figures))
+    if not quiet:
+        print(json.dumps(figures))
     return figures
 
 
@@ -140,7 +145,7 @@ def copy_figures(workdir: Path, copies: int, platforms: int = 4, layer_mib: floa
 
     tokens = TokenServer(workdir / "copy-tokens")
     upstream = Registry(workdir / "copy-upstream", token=tokens)
-    hub = HubProxy(upstream, limit=1_000_000)
+    hub = HubProxy(upstream, limit=1_000_000, keep_alive=True)
     targets: list[Registry] = []
     arches = ("amd64", "arm64", "ppc64le", "s390x", "riscv64", "386", "arm", "mips64le")[:platforms]
     try:
@@ -262,7 +267,7 @@ def seed_steady(upstream: Registry, ecr: Registry, tokens: TokenServer, layout: 
     return tags
 
 
-def bare_floor(hub: HubProxy, ecr: Registry, tags: list[str], workers: int) -> float:
+def bare_floor(hub: HubProxy | ProxyProcess, ecr: Registry, tags: list[str], workers: int) -> float:
     """Seconds to check `tags` as plainly as HTTP allows: per image a HEAD of the source manifest (Bearer, one token
     per repository scope, cached) and of the ECR-side manifest (Basic), `workers` at a time, one pooled session."""
     import threading
@@ -313,8 +318,29 @@ def bare_floor(hub: HubProxy, ecr: Registry, tags: list[str], workers: int) -> f
     return time.perf_counter() - started
 
 
+@contextmanager
+def production_logging() -> Iterator[None]:
+    """The function's log as deployed (INFO: a line per image), written to /dev/null instead of the runtime's pipe."""
+    import logging
+    import os
+
+    import app
+
+    handler = app.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    level = app.logger.log_level
+    with open(os.devnull, "w") as sink:
+        stream = handler.setStream(sink)
+        app.logger.setLevel("INFO")
+        try:
+            yield
+        finally:
+            app.logger.setLevel(level)
+            handler.setStream(stream)
+
+
 def floor_figures(
-    hub: HubProxy,
+    hub: HubProxy | ProxyProcess,
     ecr: Registry,
     tags: list[str],
     invoke: Callable[[dict[str, Any]], Callable[[], dict[str, Any]]],
@@ -330,9 +356,10 @@ def floor_figures(
     floors, handlers = [], []
 
     def timed_handler() -> None:
-        started = time.perf_counter()
-        report = handler()
-        handlers.append(time.perf_counter() - started)
+        with production_logging():
+            started = time.perf_counter()
+            report = handler()
+            handlers.append(time.perf_counter() - started)
         if report["summary"]["unchanged"] != len(tags):
             raise RuntimeError(f"the handler did not find every image unchanged: {report['summary']}")
 
@@ -359,6 +386,38 @@ def floor_figures(
     return figures
 
 
+MAXIMUM_SETS, MAXIMUM_TAGS = 60, 2_000
+
+
+def maximum_figures(hub: HubProxy, upstream: Registry, tokens: TokenServer, layout: Layout, invoke: Any) -> None:
+    """The run at the list's maximum, in a process of its own: 60 tag sets over one 2,000-tag repository, each into
+    a target of its own, select 120,000 records; the run keeps 20,000 (the cap) and checks each (a dry run: no
+    copies). Peak RSS is the whole process's, moto and the in-process Docker Hub proxy included."""
+    from mirror.imagelist import MAX_ENTRIES
+
+    repository = "bench/many"
+    tags = [f"1.{i // 100}.{i % 100}" for i in range(MAXIMUM_TAGS)]
+    push(layout, f"{upstream.location}/{repository}:seed", creds=f"{tokens.username}:{tokens.password}")
+    hub_auth = {"Authorization": f"Bearer {push_token(tokens, repository)}"}
+    put_tags(upstream.url, repository, manifest_of(layout), layout.media_type, tags, headers=hub_auth)
+    images = [
+        {"source": repository, "tags": {"semver": ">=1"}, "target": f"mirror/{repository}-{n}"}
+        for n in range(MAXIMUM_SETS)
+    ]
+    figures = measure(
+        f"{MAXIMUM_SETS} tag sets over {MAXIMUM_TAGS:,} tags, cut at the maximum of {MAX_ENTRIES:,} entries "
+        "(dry run, fresh process)",
+        MAX_ENTRIES,
+        invoke({"images": images, "dryRun": True}),
+        hub,
+        quiet=True,
+    )
+    if figures["summary"]["total"] != MAX_ENTRIES:
+        raise RuntimeError(f"the run did not keep {MAX_ENTRIES} entries: {figures['summary']}")
+    figures["rssTargetMiB"] = 256
+    print(json.dumps(figures))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=1000)
@@ -371,8 +430,15 @@ def main(argv: list[str] | None = None) -> int:
         default="1000,10000",
         help="list sizes of the floor comparison, comma-separated (timing pass only; empty: skip it)",
     )
-    parser.add_argument("--repeats", type=int, default=5, help="floor and handler runs alternated per size")
+    parser.add_argument("--repeats", type=int, default=3, help="floor and handler runs alternated per size")
     parser.add_argument("--only-floor", action="store_true", help="run the floor comparison alone")
+    parser.add_argument(
+        "--maximum",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the scenario at the list's maximum in a fresh process (timing pass only)",
+    )
+    parser.add_argument("--only-maximum", action="store_true", help=argparse.SUPPRESS)  # that fresh process
     args = parser.parse_args(argv)
     floor_sizes = [int(n) for n in args.floor_sizes.split(",") if n.strip()] if not TRACE else []
     if args.only_copies:
@@ -382,7 +448,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
-    figures = None if args.only_floor else package_figures()
+    if args.maximum and not TRACE and not args.only_maximum and not args.only_floor:
+        import subprocess
+
+        subprocess.run([sys.executable, "-m", "devtools.benchmark", "--no-trace", "--only-maximum"], check=True)
+    figures = None if args.only_floor or args.only_maximum else package_figures()
     if figures is not None and not TRACE:
         print(json.dumps(figures))
     workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
@@ -398,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     tokens = TokenServer(workdir / "tokens")
     upstream = Registry(workdir / "upstream", token=tokens)
-    hub = HubProxy(upstream, limit=1_000_000)
+    hub = HubProxy(upstream, limit=1_000_000, keep_alive=True)
     ecr = Registry(workdir / "ecr", basic=(ECR_USER, ECR_PASSWORD))
     try:
         from moto import mock_aws
@@ -408,10 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         push(old, f"{upstream.location}/{repository}:seed", creds=f"{tokens.username}:{tokens.password}")
         push(new, f"{upstream.location}/{repository}:seed-new", creds=f"{tokens.username}:{tokens.password}")
         push(old, f"{ecr.location}/mirror/{repository}:seed", creds=f"{ECR_USER}:{ECR_PASSWORD}")
-        tags = [f"t{i}" for i in range(0 if args.only_floor else args.images)]
+        tags = [f"t{i}" for i in range(0 if args.only_floor or args.only_maximum else args.images)]
         changed = set(tags[: args.images // 10])
         started = time.perf_counter()
-        steady = seed_steady(upstream, ecr, tokens, old, max(floor_sizes, default=0))
+        steady = seed_steady(upstream, ecr, tokens, old, 0 if args.only_maximum else max(floor_sizes, default=0))
         hub_auth = {"Authorization": f"Bearer {push_token(tokens, repository)}"}
         put_tags(
             upstream.url,
@@ -447,6 +517,13 @@ def main(argv: list[str] | None = None) -> int:
         from mirror.settings import Settings
 
         with mock_aws():
+            # moto answers boto3 through botocore's event hooks, and also patches `requests` (for clients that call
+            # AWS with it) so that every request of the process is matched against its URL table first. The
+            # function sends no AWS call through `requests`, and in Lambda nothing intercepts its registry traffic:
+            # unpatched, the figures are the handler's and the floor's own.
+            from moto.core.models import responses_mock
+
+            responses_mock.stop()
             session = boto3.session.Session()
             create_copy_project(session)
             app.session_factory = lambda: session
@@ -454,11 +531,20 @@ def main(argv: list[str] | None = None) -> int:
             def invoke(event: dict[str, Any]) -> Callable[[], dict[str, Any]]:
                 return lambda: app.handler(event, FakeLambdaContext(timeout_seconds=900))
 
+            if args.only_maximum:
+                maximum_figures(hub, upstream, tokens, old, invoke)
+                return 0
             if floor_sizes:
                 workers = Settings.from_env().max_concurrency
-                floor_figures(hub, ecr, steady[:100], invoke, repeats=1, workers=workers, quiet=True)  # warm-up
-                for size in floor_sizes:
-                    floor_figures(hub, ecr, steady[:size], invoke, repeats=args.repeats, workers=workers)
+                remote = ProxyProcess(upstream.port)  # the floor's Docker Hub side: out of the measured process
+                os.environ["REGISTRY_ENDPOINTS"] = json.dumps({"docker.io": remote.url, ECR_ACCOUNT_HOST: ecr.url})
+                try:
+                    floor_figures(remote, ecr, steady[:100], invoke, repeats=1, workers=workers, quiet=True)  # warm-up
+                    for size in floor_sizes:
+                        floor_figures(remote, ecr, steady[:size], invoke, repeats=args.repeats, workers=workers)
+                finally:
+                    os.environ["REGISTRY_ENDPOINTS"] = env["REGISTRY_ENDPOINTS"]
+                    remote.close()
             if args.only_floor:
                 return 0
             unchanged_tags = [t for t in tags if t not in changed]

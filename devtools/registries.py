@@ -54,12 +54,22 @@ def _wait_http(url: str, timeout: float = 15.0) -> None:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    #: connections accepted so far (counted by the one thread that accepts them)
+    connections = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1
+        super().process_request(request, client_address)
 
 
-def _serve(respond: Callable[[BaseHTTPRequestHandler], None]) -> _Server:
-    """An HTTP server on a free loopback port that hands every request, whatever its method, to `respond`."""
+def _serve(respond: Callable[[BaseHTTPRequestHandler], None], *, keep_alive: bool = False) -> _Server:
+    """An HTTP server on a free loopback port that hands every request, whatever its method, to `respond`.
+    With `keep_alive` it speaks HTTP/1.1 and keeps connections open, as a real registry does (every answer must then
+    carry its Content-Length); without, each answer ends its connection (HTTP/1.0), so a fault may answer freely."""
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
         def log_message(self, *args: Any) -> None:
             pass
 
@@ -264,7 +274,7 @@ class HubProxy:
     the request itself (return True) to inject a fault; `requests` records (method, path) of all requests.
     """
 
-    def __init__(self, upstream: Registry, *, limit: int = 100) -> None:
+    def __init__(self, upstream: Registry, *, limit: int = 100, keep_alive: bool = False) -> None:
         self.upstream = upstream
         self.limit = limit
         self.remaining = limit
@@ -276,7 +286,10 @@ class HubProxy:
         #: seconds added before each answer: the latency of a registry across the internet (benchmarks)
         self.delay = 0.0
         self._lock = threading.Lock()
-        self._server = _serve(self._forward)
+        #: with keep_alive, each serving thread keeps one connection to the registry behind, as a front end does
+        self._keep_alive = keep_alive
+        self._behind = threading.local()
+        self._server = _serve(self._forward, keep_alive=keep_alive)
 
     @property
     def url(self) -> str:
@@ -289,6 +302,11 @@ class HubProxy:
     def pulls(self) -> int:
         return self.limit - self.remaining
 
+    @property
+    def connections(self) -> int:
+        """Connections clients have opened to the proxy so far."""
+        return self._server.connections
+
     def _forward(self, h: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self.requests.append((h.command, h.path))
@@ -296,20 +314,35 @@ class HubProxy:
             time.sleep(self.delay)
         for fragment, fault in list(self.faults.items()):
             if fragment in h.path and fault(h):
+                h.close_connection = True  # a fault's answer may carry no length: its end is the connection's
                 return
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else None
-        conn = http.client.HTTPConnection("127.0.0.1", self.upstream.port, timeout=30)
+        kept = getattr(self._behind, "conn", None) if self._keep_alive else None
+        conn = kept or http.client.HTTPConnection("127.0.0.1", self.upstream.port, timeout=30)
         headers: dict[str, str] = {}
         for key, value in h.headers.items():  # repeated headers (skopeo sends several Accept lines) are joined
             if key.lower() not in ("host", "connection"):
                 headers[key] = f"{headers[key]}, {value}" if key in headers else value
         listing = h.command == "GET" and urlsplit(h.path).path.endswith("/tags/list") and self.tags_page is not None
         # Tag lists are paged here, as Docker Hub pages them: the registry behind gives the whole list.
-        conn.request(h.command, urlsplit(h.path).path if listing else h.path, body=body, headers=headers)
-        response = conn.getresponse()
+        target = urlsplit(h.path).path if listing else h.path
+        try:
+            conn.request(h.command, target, body=body, headers=headers)
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            if kept is None:
+                raise
+            conn.close()  # the kept connection was closed by the registry behind: once more on a new one
+            conn = http.client.HTTPConnection("127.0.0.1", self.upstream.port, timeout=30)
+            conn.request(h.command, target, body=body, headers=headers)
+            response = conn.getresponse()
         data = response.read()
-        conn.close()
+        if self._keep_alive and not response.will_close:
+            self._behind.conn = conn
+        else:
+            conn.close()
+            self._behind.conn = None
         link = None
         if listing and response.status == 200:
             data, link = self._page(h.path, data)

@@ -1,5 +1,5 @@
 """The registry client against real registries: auth discovery, token reuse, retries and their bounds, the per-registry
-backoff, strict headers, manifests read back, and next pages that must stay on the registry."""
+backoff, strict headers, manifests read back, next pages that must stay on the registry, and connections kept."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, answer
+from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, answer, drip
 from mirror.registry import (
     AuthError,
     BadResponseError,
@@ -22,6 +22,7 @@ from mirror.registry import (
     RateLimit,
     RateLimitedError,
     RegistryClient,
+    RegistryTimeoutError,
     UpstreamError,
 )
 from mirror.registry.transport import new_session
@@ -411,3 +412,48 @@ def test_an_injected_session_carries_every_request(registries: Registries, mirro
     assert answered == [("HEAD", 401), ("GET", 200), ("HEAD", 200)]  # challenge, token, the digest
     assert client.requests_sent == 3
     client.close()
+
+
+# -- one connection per host, kept ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kept(registries: Registries) -> Iterator[HubProxy]:
+    """A Docker Hub front that keeps connections open between requests (HTTP/1.1), as Docker Hub and ECR do."""
+    proxy = HubProxy(registries.upstream, keep_alive=True)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def test_one_connection_carries_every_request_to_a_registry(mirror: Mirror, kept: HubProxy) -> None:
+    # Each exchange used to close its connection (a response left unread is closed with it): a TCP connection and,
+    # against a real registry, a TLS handshake per request. Read to its end, an answer gives its connection back.
+    layout = mirror.seed_tags("kept", ["1", "2", "3"])
+    repository = mirror.image("kept")
+    client = RegistryClient(endpoints={HUB: kept.url})
+    try:
+        for _ in range(10):
+            assert client.manifest_head(HUB, repository, "1").digest == layout.digest  # HEADs (the first a 401)
+            assert client.manifest_count(HUB, repository, layout.digest) == 1  # GETs, their bodies read whole
+        assert sorted(client.list_tags(HUB, repository)) == ["1", "2", "3"]
+    finally:
+        client.close()
+    assert len([p for _, p in kept.requests if repository in p]) == 22
+    assert kept.connections == 1
+
+
+def test_a_connection_cut_at_its_deadline_is_not_used_again(mirror: Mirror, kept: HubProxy) -> None:
+    layout = mirror.seed_tags("cut", ["1"])
+    repository = mirror.image("cut")
+    kept.faults[f"/{repository}/manifests/slow"] = drip(headers_too=True, every=0.5)
+    client = RegistryClient(endpoints={HUB: kept.url}, timeout=1, max_attempts=1)
+    try:
+        assert client.manifest_head(HUB, repository, "1").digest == layout.digest
+        with pytest.raises(RegistryTimeoutError, match=r"did not answer in full within 1\.0s"):
+            client.manifest_head(HUB, repository, "slow")  # on the kept connection, which the watchdog cuts
+        assert client.manifest_head(HUB, repository, "1").digest == layout.digest  # on a new one
+    finally:
+        client.close()
+    assert kept.connections == 2

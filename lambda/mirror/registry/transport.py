@@ -251,7 +251,13 @@ class Transport:
                 if 300 <= response.status_code < 400:
                     where = _shown_host(urljoin(url, response.headers.get("Location", "").strip()[:2048]))
                     raise BadResponseError(f"{what}: unexpected redirect to {where} (HTTP {response.status_code})")
-                body = b"" if method == "HEAD" else read_body(response, cap, what, netloc)
+                # A body read to its end returns the connection to the pool (one handshake per host, not per
+                # request); one left unread (refused, too long, cut) is closed with the response.
+                if method == "HEAD":
+                    response.raw.read()
+                    body = b""
+                else:
+                    body = read_body(response, cap, what, netloc)
                 if not exchange.expired:
                     return Reply(response.status_code, CaseInsensitiveDict(response.headers), body, url)
             raise self._timed_out(what, netloc, limit)

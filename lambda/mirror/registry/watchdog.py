@@ -4,6 +4,7 @@ running at its deadline, whatever phase it is in (connect, TLS handshake, header
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -59,6 +60,13 @@ class Exchange:
         if expired:
             guard.shutdown()
 
+    def release(self, guard: _SocketGuard) -> bool:
+        """`guard`'s connection goes back to the pool: no longer this exchange's to cut. False if it was cut."""
+        with self._lock:
+            if guard in self._guards:
+                self._guards.remove(guard)
+            return not self.expired
+
     def expire(self) -> None:
         with self._lock:
             self.expired = True
@@ -77,6 +85,12 @@ def _attach(guard: _SocketGuard | None) -> None:
         exchange.attach(guard)
 
 
+def _release(guard: _SocketGuard | None) -> bool:
+    """Whether a connection the current exchange is done with may be pooled (it was not cut at a deadline)."""
+    exchange: Exchange | None = getattr(_current, "exchange", None)
+    return exchange is None or guard is None or exchange.release(guard)
+
+
 class Watchdog:
     """One thread that ends every exchange still running at its deadline."""
 
@@ -85,6 +99,8 @@ class Watchdog:
         self._active: set[Exchange] = set()
         self._thread: threading.Thread | None = None
         self._closed = False
+        #: when the thread next wakes by itself: a later deadline needs no wake-up, so most starts send none
+        self._wake = math.inf
 
     def start(self, limit: float) -> Exchange:
         """Watch a new exchange of the current thread, ended `limit` seconds from now; `finish` it when done."""
@@ -95,7 +111,9 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="exchange-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if exchange.deadline < self._wake:
+                self._wake = exchange.deadline
+                self._cond.notify()
         return exchange
 
     def finish(self, exchange: Exchange) -> None:
@@ -117,8 +135,8 @@ class Watchdog:
                 for exchange in [e for e in self._active if e.deadline <= now]:
                     self._active.discard(exchange)
                     exchange.expire()
-                wake = min((e.deadline for e in self._active), default=None)
-                self._cond.wait(None if wake is None else max(0.01, wake - now))
+                self._wake = min((e.deadline for e in self._active), default=math.inf)
+                self._cond.wait(None if self._wake == math.inf else max(0.01, self._wake - now))
 
 
 class _Watched:
@@ -152,11 +170,21 @@ class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
     pass
 
 
-class _WatchedHTTPPool(HTTPConnectionPool):
+class _WatchedPool:
+    """Mixed into urllib3's pools: a connection an exchange has read to its end goes back to the pool, out of that
+    exchange's reach (its deadline must not cut the next exchange's request); one it cut is closed instead."""
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None and not _release(getattr(conn, "_guard", None)):
+            conn.close()
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _WatchedHTTPPool(_WatchedPool, HTTPConnectionPool):
     ConnectionCls = _WatchedHTTPConnection
 
 
-class _WatchedHTTPSPool(HTTPSConnectionPool):
+class _WatchedHTTPSPool(_WatchedPool, HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
