@@ -62,7 +62,8 @@ sandbox: deps venv
 	$(VENV)/bin/python -m devtools.sandbox --workdir $(SANDBOX_DIR)
 
 # Figures: the package sam build makes (size, import time), then at scale (1,000 images; 10,000 entries): a
-# timing pass, then a pass that also traces Python memory.
+# timing pass (with the bare-HTTP floor at 1,000 and 10,000 images, the 20,000-entry maximum in a fresh process and
+# the copy scenario), then a pass that also traces Python memory. About 20 minutes here.
 benchmark: deps venv $(SAM_VENV)/.installed
 	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build >/dev/null
 	$(VENV)/bin/python -m devtools.benchmark --no-trace 2>/dev/null | grep '^{"scenario'

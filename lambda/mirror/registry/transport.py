@@ -18,7 +18,6 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
-from requests.structures import CaseInsensitiveDict
 
 from .backoff import HostBackoff, RetryPolicy
 from .errors import (
@@ -240,7 +239,7 @@ class Transport:
             response = self._session.request(
                 method,
                 url,
-                headers=dict(headers),
+                headers=headers,
                 params=params,
                 timeout=(limit, limit),
                 allow_redirects=False,
@@ -259,7 +258,7 @@ class Transport:
                 else:
                     body = read_body(response, cap, what, netloc)
                 if not exchange.expired:
-                    return Reply(response.status_code, CaseInsensitiveDict(response.headers), body, url)
+                    return Reply(response.status_code, response.headers, body, url)  # read whole: no copy needed
             raise self._timed_out(what, netloc, limit)
         except (RegistryError, *_TRANSPORT_ERRORS) as e:
             # Whatever ends an exchange that ran out of time (a cut socket, a short body), the reason is the time.
