@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 DOCKER_HUB = "docker.io"
@@ -22,6 +23,8 @@ DOCKER_HUB_AUTH = "auth.docker.io"
 DOCKER_HUB_HOSTS = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_REGISTRY})
 #: the longest URL a server may name
 URL_MAX = 2048
+#: the most redirects one request follows (registry.k8s.io sends one; Go's client stops at 10, curl at 50)
+REDIRECTS_MAX = 5
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = rf"(?P<name>{_LABEL}(?:\.{_LABEL})*)|\[(?P<ipv6>[0-9A-Fa-f:.]+)\]"
@@ -149,3 +152,62 @@ def registry_of(host: str, endpoints: Mapping[str, str]) -> str:
         except UntrustedURLError:
             continue
     return DOCKER_HUB if host in DOCKER_HUB_HOSTS else host
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone index is no part of the address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (an IP address resolves to itself); [] when it does not resolve."""
+    try:
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)})
+    except (OSError, UnicodeError):
+        return []
+
+
+def redirect_target(
+    answered: URL,
+    location: str,
+    endpoints: Iterable[str],
+    lookup: Callable[[str, int], list[str]] = resolve,
+) -> URL:
+    """Where a redirect from `answered` may go, or UntrustedURLError naming the rule it breaks.
+
+    `location` is an absolute URL or an absolute path (resolved against the URL that answered). A configured
+    endpoint (`endpoints`: the deployment's base URLs) may be reached as configured, plain http or loopback
+    included; anywhere else only over https, and only to a host whose every address is public: never loopback,
+    link-local (169.254.169.254, the instance metadata service), private, shared or reserved space. Credentials are
+    not this rule's business: a caller drops them whenever the host changes.
+    """
+    location = location.strip() if isinstance(location, str) else ""
+    if not location:
+        raise UntrustedURLError("a redirect without a Location")
+    if location.startswith("/") and not location.startswith("//"):
+        location = answered.origin + location
+    try:
+        target = parse_url(location)
+    except UntrustedURLError as e:
+        raise UntrustedURLError(f"a redirect to {e}") from None
+    configured = set()
+    for base in endpoints:
+        try:
+            configured.add(parse_url(base).origin)
+        except UntrustedURLError:
+            continue
+    if target.origin in configured:
+        return target
+    if target.scheme != "https":
+        raise UntrustedURLError(f"a redirect to plain http ({target.netloc[:100]}), which is not a configured endpoint")
+    addresses = lookup(target.host, target.port or 443)
+    if not addresses:
+        raise UntrustedURLError(f"a redirect to {target.host[:100]}, which does not resolve")
+    for address in addresses:
+        if not _public(address):
+            raise UntrustedURLError(
+                f"a redirect to {target.host[:100]}, which resolves to {address}: not a public address"
+            )
+    return target

@@ -51,18 +51,28 @@ FAULTS: dict[str, tuple[FaultSpec | None, str]] = {
     "401 with wrong credentials": (answer(401, {"WWW-Authenticate": 'Basic realm="hub"'}), "source auth:"),
     "403": (answer(403), "source auth:"),
     "404 for the tag": (None, "source not found:"),
-    # requests' InvalidSchema, TooManyRedirects and a header phase with no end, contained and typed
-    # Redirects are never followed: requests' InvalidSchema and TooManyRedirects cannot arise, nor can a redirect
-    # to plain http or to another host carry a request (or its credentials) anywhere.
+    # Redirects are followed only by the trust rule (mirror.trust.redirect_target): a scheme other than http(s), plain
+    # http to anything but a configured endpoint, a non-public address, a sixth hop: refused, nothing sent there.
     "redirect to ftp://": (
         answer(302, {"Location": "ftp://files.example.net/x"}),
-        r"source bad response: .*unexpected redirect to files\.example\.net \(HTTP 302\)",
+        r"source bad response: .*redirect refused \(HTTP 302\): a redirect to 'ftp://files\.example\.net/x' is not",
     ),
     "redirect to plain http": (
         answer(307, {"Location": "http://registry.example.net/v2/x/manifests/1"}),
-        r"source bad response: .*unexpected redirect to registry\.example\.net \(HTTP 307\)",
+        r"source bad response: .*redirect refused \(HTTP 307\): a redirect to plain http \(registry\.example\.net\)",
     ),
-    "redirect loop": (redirect_loop(), r"source bad response: .*unexpected redirect to 127\.0\.0\.1:\d+"),
+    "redirect to the instance metadata service": (
+        answer(307, {"Location": "https://169.254.169.254/latest/meta-data/"}),
+        r"source bad response: .*redirect refused .*resolves to 169\.254\.169\.254: not a public address",
+    ),
+    "redirect to the Lambda runtime API": (
+        answer(302, {"Location": "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next"}),
+        r"source bad response: .*redirect refused .*a redirect to plain http \(127\.0\.0\.1:9001\)",
+    ),
+    "redirect loop": (
+        redirect_loop(),
+        r"source bad response: .*more than 5 redirects \(the last to 127\.0\.0\.1:\d+\)",
+    ),
     # Docker Hub's answer for a repository that does not exist: not "credentials were rejected"
     "401 with a Bearer challenge even with a fresh token": (
         ForMirror(lambda m: answer(401, {"WWW-Authenticate": f'Bearer realm="{m.registries.tokens.realm}"'})),
@@ -80,8 +90,15 @@ TOKEN_FAULTS: dict[str, tuple[Fault, str]] = {
     "token body sent one byte a second": (drip(every=1.0), "source timeout: token for docker.io .*in full within"),
     "token body of 100 MiB": (huge(), "source bad response: token for docker.io .*a body of 104857600 bytes"),
     "token body of 100 MiB, chunked": (huge(chunked=True), "source bad response: token .*more than 65536 bytes"),
-    "token redirect to ftp://": (answer(302, {"Location": "ftp://t.example"}), "source bad response: .*redirect to t"),
-    "token redirect loop": (redirect_loop(), "source bad response: token .*unexpected redirect"),
+    "token redirect to ftp://": (
+        answer(302, {"Location": "ftp://t.example"}),
+        "source bad response: token .*redirect refused \\(HTTP 302\\): a redirect to 'ftp://t.example'",
+    ),
+    # the token endpoint on loopback is no configured endpoint: its plain-http hop to itself is refused at once
+    "token redirect loop": (
+        redirect_loop(),
+        r"source bad response: token .*redirect refused .*a redirect to plain http",
+    ),
 }
 
 

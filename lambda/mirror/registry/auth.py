@@ -5,14 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .. import trust
 from ..trust import URL, UntrustedURLError
 from .errors import AuthError, BadResponseError
 from .hosts import Credential, HostConfig
-from .transport import Transport
+from .redirects import follow
+from .transport import Reply, Transport
 from .urls import named_url
 
 #: the longest challenge parsed; a real one is a few hundred characters
@@ -83,14 +84,28 @@ def fetch_token(
     credential: Credential | None,
     *,
     now: float,
+    endpoints: Iterable[str] = (),
+    hop_host: Callable[[URL], HostConfig] | None = None,
 ) -> Token:
-    """GET the vetted `realm` for `scope` (with Basic credentials when given); the body is read capped."""
+    """GET the vetted `realm` for `scope` (with Basic credentials when given); the body is read capped. A redirect
+    is followed by the trust rule (`endpoints`: the deployment's); the credential goes to the realm's host only,
+    and a hop elsewhere is asked anonymously, as `hop_host` names it; the hops after the first end within one
+    request timeout of the first's start."""
     params = {"scope": scope}
     if "service" in challenge.params:
         params["service"] = challenge.params["service"]
     headers = {"Authorization": basic_auth(credential)} if credential else {}
     what = f"token for {registry} ({scope})"
-    reply = transport.send("GET", str(realm), headers, what, host=realm_host, params=params)
+    until = transport.clock() + transport.policy.timeout
+
+    def send(hop: URL) -> Reply:
+        if hop == realm:
+            return transport.send("GET", str(hop), headers, what, host=realm_host, params=params)
+        same = hop.netloc == realm.netloc
+        where = realm_host if same or hop_host is None else hop_host(hop)
+        return transport.send("GET", str(hop), headers if same else {}, what, host=where, until=until)
+
+    reply = follow(realm, send, endpoints, what)
     if reply.status in (401, 403):
         raise AuthError(f"{what}: the token endpoint refused the credentials (HTTP {reply.status})")
     if not 200 <= reply.status < 300:

@@ -29,6 +29,7 @@ from .hosts import Credential, HostConfig
 from .httplink import next_link, next_page
 from .limitread import BODY_CAP
 from .ratelimit import RateLimit
+from .redirects import REDIRECTS, follow, repository_in
 from .transport import Reply, Transport
 
 __all__ = ["MANIFEST_ACCEPT", "ManifestHead", "RegistryClient", "default_base_url", "next_link"]
@@ -135,6 +136,8 @@ class RegistryClient:
         self._token_locks: dict[tuple[str, str], threading.Lock] = {}
         #: registries whose token realm is on another host: asked without their credentials
         self._withheld: dict[str, str] = {}
+        #: hosts a redirect led to that no endpoint names, by origin
+        self._hops: dict[str, HostConfig] = {}
 
     @property
     def requests_sent(self) -> int:
@@ -181,7 +184,7 @@ class RegistryClient:
         registry = self._host(host)
         url = f"{registry.base_url}/v2/{repository}/manifests/{reference}"
         what = f"{host}/{repository}:{reference}" if not is_digest(reference) else f"{host}/{repository}@{reference}"
-        reply = self._authorized(registry, repository, "HEAD", url, {"Accept": MANIFEST_ACCEPT}, what)
+        reply, _ = self._request(registry, repository, "HEAD", url, {"Accept": MANIFEST_ACCEPT}, what)
         digest = reply.headers.get("Docker-Content-Digest")
         if digest is None:
             raise BadResponseError(f"{what}: the registry answered without a Docker-Content-Digest header")
@@ -198,14 +201,15 @@ class RegistryClient:
         registry = self._host(host)
         url = f"{registry.base_url}/v2/{repository}/manifests/{digest}"
         what = f"{host}/{repository}@{digest}"
-        reply = self._authorized(registry, repository, "GET", url, {"Accept": MANIFEST_ACCEPT}, what)
+        reply, _ = self._request(registry, repository, "GET", url, {"Accept": MANIFEST_ACCEPT}, what)
         return count_manifests(reply.body, what)
 
     def list_tags(self, host: str, repository: str) -> list[str]:
         """Every tag of `repository` on `host`, page by page (`n`, then the `Link: <…>; rel="next"` header).
 
-        Bounded: at most TAGS_MAX_PAGES pages and TAGS_MAX tags; a next page must stay on the registry's endpoint.
-        Not a counted pull on Docker Hub, but each page is a request with the usual retries and deadline.
+        Bounded: at most TAGS_MAX_PAGES pages and TAGS_MAX tags; a next page must stay on the host that answered
+        the page before (after a redirect, the backend). Not a counted pull on Docker Hub, but each page is a
+        request with the usual retries, redirects and deadline.
         """
         registry = self._host(host)
         url = f"{registry.base_url}/v2/{repository}/tags/list?n={TAGS_PAGE}"
@@ -214,7 +218,7 @@ class RegistryClient:
         seen = {url}
         accept = {"Accept": "application/json"}
         for _ in range(TAGS_MAX_PAGES):
-            reply = self._authorized(registry, repository, "GET", url, accept, what, TAGS_BODY_CAP)
+            reply, answered = self._request(registry, repository, "GET", url, accept, what, TAGS_BODY_CAP)
             try:
                 page = json.loads(reply.body).get("tags") or []
             except (ValueError, AttributeError, RecursionError):
@@ -224,7 +228,7 @@ class RegistryClient:
             tags.extend(t for t in page if isinstance(t, str) and _TAG_RE.fullmatch(t))
             if len(tags) > TAGS_MAX:
                 raise TooLargeError(f"{what}: more than {TAGS_MAX} tags")
-            following = next_page(url, reply.headers.get("Link"), registry.base_url, what)
+            following = next_page(reply.url, reply.headers.get("Link"), answered.base_url, what)
             if following is None:
                 return list(dict.fromkeys(tags))
             if following in seen:
@@ -232,6 +236,58 @@ class RegistryClient:
             seen.add(following)
             url = following
         raise TooLargeError(f"{what}: more than {TAGS_MAX_PAGES} pages of tags")
+
+    # -- redirects ----------------------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        registry: HostConfig,
+        repository: str,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        what: str,
+        cap: int = BODY_CAP,
+    ) -> tuple[Reply, HostConfig]:
+        """The answer to `url` after the redirects the trust rule allows, and the host that gave it. Each hop is
+        asked with its own host's credentials only (none for a host nothing is configured for). The hops after the
+        first end within one request timeout of the first's start (the first has its own, and its retries)."""
+        until = self._clock() + self._transport.policy.timeout
+        answered = registry
+        hops = 0
+
+        def send(hop: URL) -> Reply:
+            nonlocal answered, hops
+            hops += 1
+            answered = self._hop_host(registry, hop)
+            scope = repository if answered is registry else repository_in(hop.target) or repository
+            return self._authorized(answered, scope, method, str(hop), headers, what, cap, until if hops > 1 else None)
+
+        try:
+            first = parse_url(url)
+        except UntrustedURLError as e:
+            raise BadResponseError(f"{what}: {e}") from None
+        reply = follow(first, send, self._endpoints.values(), what)
+        return reply, answered
+
+    def _hop_host(self, registry: HostConfig, url: URL) -> HostConfig:
+        """The host a hop goes to: the registry itself, a registry whose endpoint is there, or a host nothing is
+        configured for (credentials only if some are configured for that very host)."""
+        if url.origin == registry.base_url:
+            return registry
+        for name, base in self._endpoints.items():
+            try:
+                if parse_url(base).origin == url.origin:
+                    return self._host(name)
+            except UntrustedURLError:
+                continue
+        with self._lock:
+            host = self._hops.get(url.origin)
+        if host is None:
+            host = self._config(url.netloc, url, self._credentials.get(url.netloc))
+            with self._lock:
+                host = self._hops.setdefault(url.origin, host)
+        return host
 
     # -- auth ---------------------------------------------------------------------------------------------------
 
@@ -244,9 +300,10 @@ class RegistryClient:
         headers: dict[str, str],
         what: str,
         cap: int = BODY_CAP,
+        until: float | None = None,
     ) -> Reply:
         try:
-            return self._authorized_once(host, repository, method, url, headers, what, cap)
+            return self._authorized_once(host, repository, method, url, headers, what, cap, until)
         except AuthError as e:
             realm_host = self._withheld.get(host.name)
             if realm_host is None:
@@ -258,13 +315,21 @@ class RegistryClient:
             raise
 
     def _authorized_once(
-        self, host: HostConfig, repository: str, method: str, url: str, headers: dict[str, str], what: str, cap: int
+        self,
+        host: HostConfig,
+        repository: str,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        what: str,
+        cap: int,
+        until: float | None,
     ) -> Reply:
         scope = f"repository:{repository}:pull"
         for attempt in range(2):
             auth = self._auth_header(host, scope)
             request_headers = dict(headers, **({"Authorization": auth} if auth else {}))
-            reply = self._transport.send(method, url, request_headers, what, host=host, cap=cap)
+            reply = self._transport.send(method, url, request_headers, what, host=host, cap=cap, until=until)
             if reply.status != 401:
                 return self._check(reply, what)
             if attempt:
@@ -319,12 +384,23 @@ class RegistryClient:
                 self._withheld[host.name] = realm.host[:100]
         realm_host = host if realm.netloc == host.netloc else self._config(realm.netloc, realm, None)
         now = self._clock()
-        return fetch_token(self._transport, host.name, realm, realm_host, challenge, scope, credential, now=now)
+        return fetch_token(
+            self._transport,
+            host.name,
+            realm,
+            realm_host,
+            challenge,
+            scope,
+            credential,
+            now=now,
+            endpoints=list(self._endpoints.values()),
+            hop_host=lambda url: self._hop_host(realm_host, url),
+        )
 
     @staticmethod
     def _check(reply: Reply, what: str) -> Reply:
         status = reply.status
-        if 200 <= status < 300:
+        if 200 <= status < 300 or status in REDIRECTS:  # a redirect is followed, or refused, by `_request`
             return reply
         if status == 404:
             raise NotFoundError(f"{what} does not exist")

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -120,14 +119,6 @@ _TRANSPORT_ERRORS = (
 )
 
 
-def _shown_host(url: str) -> str:
-    """A redirect's target host, for the error message only: a redirect is never followed."""
-    try:
-        return urlsplit(url).netloc[:255] or "?"
-    except ValueError:
-        return "?"
-
-
 # -- the transport -------------------------------------------------------------------------------------------------
 
 
@@ -165,6 +156,10 @@ class Transport:
         self._session.close()
         self._watchdog.close()
 
+    def clock(self) -> float:
+        """The transport's clock (monotonic; the tests' fake one): the time `send`'s `until` is read on."""
+        return self._clock()
+
     def backoff(self, netloc: str) -> HostBackoff:
         """The one backoff of `netloc`, for every HostConfig that sends there."""
         with self._lock:
@@ -184,9 +179,11 @@ class Transport:
         host: HostConfig,
         params: Mapping[str, str] | None = None,
         cap: int = BODY_CAP,
+        until: float | None = None,
     ) -> Reply:
         """One request to `host` with retries: 429, 5xx, timeouts and broken connections are retried, within the
-        deadline; a 429 holds the host for every thread."""
+        deadline (and by `until` on the transport's clock, when given: the end of a request that began on an earlier
+        hop); a 429 holds the host for every thread."""
         policy = self.policy
         last: RegistryError | None = None
         for attempt in range(policy.max_attempts):
@@ -195,7 +192,7 @@ class Transport:
                 self._pause(policy.delay(attempt), last)
             if host.backoff.until:
                 self._wait_for(host, last, what)
-            limit = self._request_limit(last, what)
+            limit = self._request_limit(last, what, until)
             try:
                 reply = self._exchange(method, url, headers, params, limit, cap, what, host)
             except (RegistryTimeoutError, RegistryConnectionError) as e:
@@ -230,7 +227,8 @@ class Transport:
         what: str,
         host: HostConfig,
     ) -> Reply:
-        """One request, all within `limit` seconds of wall-clock time; a redirect is refused, never followed."""
+        """One request, all within `limit` seconds of wall-clock time. A redirect is an answer like any other: the
+        caller follows it, or not (`redirects.follow`)."""
         exchange = self._watchdog.start(limit)
         netloc = host.netloc
         try:
@@ -247,9 +245,6 @@ class Transport:
             )
             with response:
                 self._rate_limits.record(host.name, response.headers)
-                if 300 <= response.status_code < 400:
-                    where = _shown_host(urljoin(url, response.headers.get("Location", "").strip()[:2048]))
-                    raise BadResponseError(f"{what}: unexpected redirect to {where} (HTTP {response.status_code})")
                 # A body read to its end returns the connection to the pool (one handshake per host, not per
                 # request); one left unread (refused, too long, cut) is closed with the response.
                 if method == "HEAD":
@@ -274,12 +269,19 @@ class Transport:
     def _timed_out(what: str, netloc: str, limit: float) -> RegistryTimeoutError:
         return RegistryTimeoutError(f"{what}: {netloc} did not answer in full within {limit:.1f}s")
 
-    def _request_limit(self, last: RegistryError | None, what: str) -> float:
+    def _request_limit(self, last: RegistryError | None, what: str, until: float | None) -> float:
         left = self._remaining()
         if left < MIN_REQUEST_SECONDS:
             if last is not None:
                 raise last  # what went wrong, rather than the deadline it ran into
             raise DeadlineError(f"{what}: no time left before the function's deadline")
+        if until is not None:
+            hops_left = until - self._clock()
+            if hops_left < MIN_REQUEST_SECONDS:
+                raise last or RegistryTimeoutError(
+                    f"{what}: not answered within {self.policy.timeout:.1f}s over its redirects"
+                )
+            left = min(left, hops_left)
         return min(self.policy.timeout, left)
 
     def _pause(self, delay: float, last: RegistryError) -> None:
