@@ -390,6 +390,85 @@ class HubProxy:
         self._server.server_close()
 
 
+# -- registry.k8s.io ------------------------------------------------------------------------------------------------
+
+
+class K8sFront:
+    """registry.k8s.io's front end (archeio) in front of a registry standing in for its Artifact Registry backend,
+    as kubernetes/registry.k8s.io documents and implements it (cmd/archeio/docs/request-handling.md,
+    cmd/archeio/internal/app/handlers.go):
+
+    - only GET and HEAD (else 405); `/v2/` answers 401 with a Bearer challenge whose realm is its own `/token`, which
+      hands out a pull-correlation "token" (32 hex digits, not authentication), and 200 to a request bearing one;
+      `/v2/_catalog` is 404;
+    - every other `/v2/…` request (manifests, tags, and blobs for a client on no known AWS or GCP address, as here)
+      is a 307 to `<backend>/v2/k8s-artifacts-prod/images/<rest of the path>?rid=<trace id>`: the path only, the
+      query dropped (`upstreamRedirectURL` joins `r.URL.Path`), with Go's `http.Redirect` body on GET.
+
+    The backend is a public Artifact Registry repository: reads need no token (the archeio comment says so), so a
+    registry without auth stands in for it. `redirect_to` sends the redirects elsewhere (a rule-breaking hop)."""
+
+    def __init__(self, backend_url: str, *, path: str = "k8s-artifacts-prod/images") -> None:
+        self.backend = backend_url
+        self.path = path
+        self.redirect_to: str | None = None
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._server = _serve(self._answer, keep_alive=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def location(self) -> str:
+        return f"127.0.0.1:{self._server.server_port}"
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
+        h.send_response(status)
+        for key, value in headers.items():
+            h.send_header(key, value)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+
+    def _answer(self, h: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.requests.append((h.command, h.path))
+        text = {"Content-Type": "text/plain; charset=utf-8"}
+        if h.command not in ("GET", "HEAD"):
+            self._send(h, 405, b"Only GET and HEAD are allowed.\n", text)
+            return
+        path = urlsplit(h.path).path
+        trace = uuid.uuid4().hex
+        if path in ("/v2/", "/v2"):
+            headers = {"Docker-Distribution-Api-Version": "registry/2.0", "X-Request-ID": trace}
+            bearer = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
+            if len(bearer) == 32 and all(c in "0123456789abcdefABCDEF" for c in bearer):
+                self._send(h, 200, b"", headers)
+                return
+            host = h.headers.get("Host") or self.location
+            headers["WWW-Authenticate"] = f'Bearer realm="http://{host}/token",service="{host}"'
+            self._send(h, 401, b"authentication required\n", {**headers, **text})
+        elif path == "/token":
+            body = json.dumps({"token": trace, "expires_in": 3600}).encode()
+            self._send(h, 200, body, {"Content-Type": "application/json", "X-Request-ID": trace})
+        elif path == "/v2/_catalog":
+            self._send(h, 404, b"_catalog is not supported\n", text)
+        elif path.startswith("/v2/"):
+            target = f"{self.redirect_to or self.backend}/v2/{self.path}/{path[len('/v2/') :]}?rid={trace}"
+            body = f'<a href="{target}">Temporary Redirect</a>.\n\n'.encode()
+            self._send(h, 307, body, {"Location": target, "Content-Type": "text/html; charset=utf-8"})
+        else:
+            self._send(h, 404, b"404 page not found\n", text)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 def auth_file(path: Path, logins: dict[str, tuple[str, str]]) -> Path:
     """A containers auth file (`REGISTRY_AUTH_FILE`) with Basic logins per registry location."""
     auths = {loc: {"auth": base64.b64encode(f"{u}:{p}".encode()).decode()} for loc, (u, p) in logins.items()}

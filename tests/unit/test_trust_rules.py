@@ -4,6 +4,7 @@ which realm may take a registry's credential, which registry a host belongs to, 
 
 from __future__ import annotations
 
+import re
 import types
 from typing import Any
 
@@ -88,6 +89,64 @@ LOOPBACK = [
 ]
 
 
+K8S = "https://registry.k8s.io/v2/pause/manifests/3.10"
+#: registry.k8s.io's answer to every /v2/ request but `GET /v2/` (kubernetes/registry.k8s.io, cmd/archeio: a 307
+#: to the Artifact Registry region nearest the caller)
+BACKEND = "https://us-central1-docker.pkg.dev/v2/k8s-artifacts-prod/images/pause/manifests/3.10"
+#: what each name resolves to here (an IP address resolves to itself, as getaddrinfo has it)
+ADDRESSES = {
+    "registry.k8s.io": ["34.96.108.209", "2600:1901:0:bbc4::"],
+    "us-central1-docker.pkg.dev": ["142.250.1.82"],
+    "metadata.example": ["169.254.169.254"],
+    "split.example": ["93.184.215.14", "10.0.0.7"],  # one public address and one private: refused
+    "cgnat.example": ["100.64.0.9"],
+    "mapped.example": ["::ffff:127.0.0.1"],
+    "unique-local.example": ["fd00::1"],
+}
+LOCAL = ["http://127.0.0.1:5000", "http://127.0.0.1:5010"]  # the deployment's endpoints (tests stand in so)
+
+REDIRECTS = [
+    # (the URL that answered, its Location, the configured endpoints, where the redirect goes, or why it may not)
+    (K8S, BACKEND, [], BACKEND),
+    (K8S, "/v2/pause/manifests/3.10?x=1", [], "https://registry.k8s.io/v2/pause/manifests/3.10?x=1"),  # a path
+    (
+        K8S,
+        "HTTPS://US-Central1-Docker.pkg.dev/v2/x/manifests/1",
+        [],
+        "https://us-central1-docker.pkg.dev/v2/x/manifests/1",
+    ),
+    (K8S, BACKEND.replace("https", "http"), [], "plain http"),
+    (K8S, "https://169.254.169.254/latest/meta-data/", [], "not a public address"),
+    (K8S, "https://metadata.example/latest/meta-data/", [], "resolves to 169.254.169.254"),
+    (K8S, "https://split.example/v2/", [], "resolves to 10.0.0.7"),  # every address is checked
+    (K8S, "https://cgnat.example/v2/", [], "resolves to 100.64.0.9"),
+    (K8S, "https://mapped.example/v2/", [], "resolves to ::ffff:127.0.0.1"),
+    (K8S, "https://unique-local.example/v2/", [], "resolves to fd00::1"),
+    (K8S, "https://127.0.0.1:9001/2018-06-01/runtime/invocation/next", [], "not a public address"),  # Lambda's API
+    (K8S, "https://[::1]:5000/v2/", [], "not a public address"),
+    (K8S, "https://0.0.0.0/v2/", [], "not a public address"),
+    (K8S, "https://nowhere.example/v2/", [], "does not resolve"),
+    (K8S, "http://127.0.0.1:5010/v2/x/manifests/1", LOCAL, "http://127.0.0.1:5010/v2/x/manifests/1"),  # configured
+    (K8S, "http://127.0.0.1:5011/v2/x/manifests/1", LOCAL, "plain http"),  # another port is another host
+    (K8S, "http://localhost:5010/v2/", LOCAL, "plain http"),  # another name, even for the same server
+    (K8S, "https://evil.example\\@us-central1-docker.pkg.dev/v2/", [], "is not a plain http(s) URL"),
+    (K8S, "https://user:pw@us-central1-docker.pkg.dev/v2/", [], "is not a plain http(s) URL"),
+    (K8S, "//us-central1-docker.pkg.dev/v2/", [], "is not a plain http(s) URL"),  # scheme-relative
+    (K8S, "v2/x/manifests/1", [], "is not a plain http(s) URL"),  # a relative path: no registry sends one
+    (K8S, "ftp://files.example/x", [], "is not a plain http(s) URL"),
+    (K8S, "", [], "without a Location"),
+]
+
+
+def lookup(host: str, port: int) -> list[str]:
+    import ipaddress
+
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        return ADDRESSES.get(host, [])
+
+
 @pytest.fixture(scope="module", params=["mirror.trust", "the copy program as template.yaml embeds it"])
 def rules(request: pytest.FixtureRequest) -> types.ModuleType:
     return mirror.trust if request.param == "mirror.trust" else copy_module()
@@ -123,6 +182,23 @@ def test_loopback_is_localhost_or_a_loopback_address_and_nothing_that_merely_loo
     rules: Any, host: str, loopback: bool
 ) -> None:
     assert rules.is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(("answered", "location", "endpoints", "expected"), REDIRECTS)
+def test_a_redirect_goes_only_where_the_rule_allows(
+    rules: Any, answered: str, location: str, endpoints: list[str], expected: str
+) -> None:
+    if expected.startswith(("http://", "https://")):
+        assert str(rules.redirect_target(rules.parse_url(answered), location, endpoints, lookup)) == expected
+    else:
+        with pytest.raises(rules.UntrustedURLError, match=re.escape(expected)):
+            rules.redirect_target(rules.parse_url(answered), location, endpoints, lookup)
+
+
+def test_a_redirect_target_is_resolved_for_real_and_loopback_is_refused(rules: Any) -> None:
+    # The default lookup asks the resolver: localhost is loopback whatever the name says.
+    with pytest.raises(rules.UntrustedURLError, match=r"resolves to (127\.0\.0\.1|::1): not a public address"):
+        rules.redirect_target(rules.parse_url(K8S), "https://localhost/v2/", [])
 
 
 def test_the_copy_program_has_no_trust_rule_of_its_own() -> None:

@@ -1,0 +1,147 @@
+"""registry.k8s.io as it answers: its front end redirects every registry request to an Artifact Registry backend
+on another host (devtools.registries.K8sFront). The check follows the hop by the trust rule, the build's skopeo
+follows the same hop, and everywhere the source stays what the user wrote, registry.k8s.io."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from devtools.buildspec import run_build_phase
+from devtools.images import Layout, push, write_image
+from devtools.registries import ECR_PASSWORD, ECR_USER, K8sFront, auth_file
+from mirror.registry import MANIFEST_ACCEPT, RegistryClient
+from tests.integration.conftest import Mirror, Registries
+
+#: the Artifact Registry region archeio sends a caller to (the host differs by region)
+BACKEND = "us-central1-docker.pkg.dev"
+
+
+@pytest.fixture
+def k8s(registries: Registries) -> Iterator[K8sFront]:
+    front = K8sFront(registries.plain.url)
+    try:
+        yield front
+    finally:
+        front.close()
+
+
+@pytest.fixture
+def k8s_mirror(mirror: Mirror, k8s: K8sFront) -> Mirror:
+    """The deployment's endpoints with registry.k8s.io and its backend on loopback (the backend in place of the
+    quay.io stand-in, which is on the same server)."""
+    endpoints = json.loads(mirror.env["REGISTRY_ENDPOINTS"])
+    del endpoints["quay.io"]
+    endpoints.update({"registry.k8s.io": k8s.url, BACKEND: mirror.registries.plain.url})
+    mirror.env["REGISTRY_ENDPOINTS"] = json.dumps(endpoints)
+    return mirror
+
+
+def seed_backend(mirror: Mirror, name: str, tag: str) -> Layout:
+    """An image in the backend where archeio's redirect points: k8s-artifacts-prod/images/<repository>."""
+    layout = write_image(mirror.workdir / f"img-{uuid.uuid4().hex[:8]}", name, tag=tag)
+    push(layout, f"{mirror.registries.plain.location}/k8s-artifacts-prod/images/{mirror.image(name)}:{tag}")
+    return layout
+
+
+def ecr_digest(mirror: Mirror, repository: str, reference: str) -> str | None:
+    response = requests.head(
+        f"{mirror.registries.ecr.url}/v2/{repository}/manifests/{reference}",
+        headers={"Accept": MANIFEST_ACCEPT},
+        auth=(ECR_USER, ECR_PASSWORD),
+        timeout=5,
+    )
+    return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
+
+
+def test_an_image_behind_the_redirect_is_checked_copied_and_then_unchanged(
+    k8s_mirror: Mirror, k8s: K8sFront, tmp_path: Path
+) -> None:
+    mirror = k8s_mirror
+    layout = seed_backend(mirror, "pause", "3.10")
+    source = f"registry.k8s.io/{mirror.image('pause')}:3.10"
+    repository = f"mirror/registry.k8s.io/{mirror.image('pause')}"
+
+    dry = mirror.invoke({"images": [source], "dryRun": True})
+
+    (record,) = dry["images"]
+    assert (record["status"], record["sourceDigest"], record["error"]) == ("missing", layout.digest, None)
+    assert record["source"] == source
+    assert record["target"].endswith(f"/{repository}:3.10")
+    assert ("HEAD", f"/v2/{mirror.image('pause')}/manifests/3.10") in k8s.requests  # asked the front, then the hop
+
+    report = mirror.invoke({"images": [source]})
+    (record,) = report["images"]
+    assert record["status"] == "missing"
+    assert record["build"]
+    ((entry,),) = mirror.mirror_images()
+    assert entry["registry"] == "registry.k8s.io"
+    assert entry["source"] == f"{k8s.location}/{mirror.image('pause')}@{layout.digest}"  # the front, never the backend
+
+    auth = auth_file(tmp_path / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
+    run = run_build_phase(
+        [entry],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=mirror.env["REGISTRY_ENDPOINTS"],
+    )
+    assert run.returncode == 0, run.output
+    assert len(run.lines("COPIED")) == 1, run.output
+    assert ecr_digest(mirror, repository, "3.10") == layout.digest
+    assert any(m == "GET" and "/blobs/" in p for m, p in k8s.requests)  # skopeo followed the same hops
+
+    again = mirror.invoke({"images": [source]})
+    assert [r["status"] for r in again["images"]] == ["unchanged"]
+    for shown in (dry, report, again):
+        assert "k8s-artifacts-prod" not in json.dumps(shown)
+        assert BACKEND not in json.dumps(shown)
+
+
+def test_a_redirect_that_breaks_a_rule_fails_that_image_only_and_names_the_rule(
+    k8s_mirror: Mirror, k8s: K8sFront
+) -> None:
+    mirror = k8s_mirror
+    seed_backend(mirror, "coredns", "1.11.3")
+    mirror.seed("bystander", "b", tag="1")
+    k8s.redirect_to = "http://127.0.0.1:9"  # plain http to a port no endpoint names
+
+    report = mirror.invoke(
+        {"images": [f"registry.k8s.io/{mirror.image('coredns')}:1.11.3", mirror.image("bystander:1")]}
+    )
+
+    refused, bystander = report["images"]
+    assert refused["status"] == "failed"
+    assert refused["error"] == (
+        f"source bad response: registry.k8s.io/{mirror.image('coredns')}:1.11.3: redirect refused (HTTP 307): "
+        "a redirect to plain http (127.0.0.1:9), which is not a configured endpoint"
+    )
+    assert bystander["status"] == "missing"
+
+
+def test_a_tag_list_follows_the_redirect_and_pages_on_the_backend(mirror: Mirror) -> None:
+    # A backend that pages by itself (the Docker-Hub-like proxy: 100 tags a page, whatever `n` says, since archeio
+    # drops the query): the next-page Link is resolved against the backend that answered, and read from there with
+    # the backend's own (anonymous) token.
+    hub = mirror.registries.hub
+    tags = [f"1.{i}.0" for i in range(150)]
+    mirror.seed_tags("many", tags)
+    front = K8sFront(hub.url, path=mirror.namespace)
+    client = RegistryClient(endpoints={"registry.k8s.io": front.url, BACKEND: hub.url})
+    try:
+        listed = client.list_tags("registry.k8s.io", "many")
+    finally:
+        client.close()
+        front.close()
+
+    assert sorted(listed) == sorted(tags)
+    assert [p.split("?")[0] for _, p in front.requests] == ["/v2/many/tags/list"]  # one hop, then the backend
+    pages = [p for m, p in mirror.hub_requests() if m == "GET" and "/tags/list" in p]
+    assert len(pages) == 3  # a 401 (its challenge), then two pages of 100 and 50
+    assert "rid=" in pages[0]
+    assert "last=" in pages[-1]
