@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 PY312_DIR = $(dir $(shell command -v $(PYTHON)))
 
-.PHONY: test lint template unit integration sandbox benchmark buildspec deps venv clean
+.PHONY: test lint template unit integration sandbox benchmark buildspec local-env deps venv clean
 
 deps:
 	@scripts/install-system-deps.sh
@@ -68,6 +68,12 @@ benchmark: deps venv $(SAM_VENV)/.installed
 	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build >/dev/null
 	$(VENV)/bin/python -m devtools.benchmark --no-trace 2>/dev/null | grep '^{"scenario'
 	$(VENV)/bin/python -m devtools.benchmark 2>/dev/null | grep '^{"scenario'
+
+# The env-vars file with which `sam local invoke` runs as the stack STACK's function does (from its parameters
+# and outputs): make local-env STACK=ecr-mirror [REGION=eu-west-1]
+local-env: venv
+	@test -n "$(STACK)" || { echo "usage: make local-env STACK=<the deployed stack's name> [REGION=<its region>]"; exit 2; }
+	$(VENV)/bin/python -m devtools.localenv --stack $(STACK) $(if $(REGION),--region $(REGION))
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
