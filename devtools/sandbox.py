@@ -43,6 +43,7 @@ from devtools.registries import (  # noqa: E402
     ECR_PASSWORD,
     ECR_USER,
     HubProxy,
+    K8sFront,
     Registry,
     TokenServer,
     auth_file,
@@ -58,6 +59,9 @@ SAMPLES = [
     ("bitnami/redis", "7.4", "docker-manifest"),
 ]
 CHANGED = "library/nginx"
+#: an image of registry.k8s.io, whose front end redirects every registry request to its Artifact Registry backend
+K8S_IMAGE = ("pause", "3.10")
+K8S_BACKEND = "us-central1-docker.pkg.dev"
 # A tag set: the two highest node versions from 20 on. Run 2 releases node 23, which the rule picks up by itself.
 TAG_SET = ("library/node", {"semver": ">=20", "latest": 2})
 NODE_TAGS = ["18", "20", "21", "22"]
@@ -82,6 +86,11 @@ class Sandbox:
         self.stack.callback(self.hub.close)
         self.ecr = Registry(self.workdir / "ecr", basic=(ECR_USER, ECR_PASSWORD))
         self.stack.callback(self.ecr.close)
+        # registry.k8s.io: its front end (archeio), and a public Artifact Registry repository behind it
+        self.k8s_backend = Registry(self.workdir / "k8s-backend")
+        self.stack.callback(self.k8s_backend.close)
+        self.k8s = K8sFront(self.k8s_backend.url)
+        self.stack.callback(self.k8s.close)
 
         from moto.server import ThreadedMotoServer
 
@@ -99,7 +108,14 @@ class Sandbox:
             "CODEBUILD_PROJECT": PROJECT,
             "IMAGE_LIST": f"s3://{BUCKET}/lists/images.yaml",
             "REPORT_LOCATION": f"s3://{BUCKET}/reports",
-            "REGISTRY_ENDPOINTS": json.dumps({"docker.io": self.hub.url, ECR_ACCOUNT_HOST: self.ecr.url}),
+            "REGISTRY_ENDPOINTS": json.dumps(
+                {
+                    "docker.io": self.hub.url,
+                    ECR_ACCOUNT_HOST: self.ecr.url,
+                    "registry.k8s.io": self.k8s.url,
+                    K8S_BACKEND: self.k8s_backend.url,
+                }
+            ),
         }
         for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(key, None)
@@ -116,6 +132,14 @@ class Sandbox:
         )
         return layout
 
+    def seed_k8s(self, repository: str, tag: str) -> Layout:
+        """An image where registry.k8s.io's redirect points: k8s-artifacts-prod/images/<repository> on the backend."""
+        layout = write_image(
+            self.workdir / "layouts" / f"k8s-{repository}", f"k8s-{repository}", kind="oci-index", tag=tag
+        )
+        push(layout, f"{self.k8s_backend.location}/{self.k8s.path}/{repository}:{tag}")
+        return layout
+
     def prepare_aws(self) -> None:
         import boto3
 
@@ -124,6 +148,7 @@ class Sandbox:
         images = "\n".join(f"  - {r.removeprefix('library/')}:{t}" for r, t, _ in SAMPLES)
         repository, rule = TAG_SET
         images += f"\n  - source: {repository.removeprefix('library/')}\n    tags: {json.dumps(rule)}"
+        images += f"\n  - registry.k8s.io/{K8S_IMAGE[0]}:{K8S_IMAGE[1]}"
         session.client("s3").put_object(Bucket=BUCKET, Key="lists/images.yaml", Body=f"images:\n{images}\n")
         create_copy_project(session)
 
@@ -236,17 +261,22 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox(workdir)
     scheduled = json.loads((ROOT / "events" / "scheduled.json").read_text())
     try:
-        print("starting: token endpoint, upstream registry (Bearer), ECR registry (Basic), moto server ...")
+        print(
+            "starting: token endpoint, upstream registry (Bearer), ECR registry (Basic), registry.k8s.io's front end "
+            "and backend, moto server ..."
+        )
         started = time.monotonic()
         sandbox.start()
         for number, (repository, tag, kind) in enumerate(SAMPLES):
             sandbox.seed(repository, tag, kind, f"sample-{number}-v1")
         for tag in NODE_TAGS:
             sandbox.seed(TAG_SET[0], tag, "oci-manifest", f"node-{tag}")
+        sandbox.seed_k8s(*K8S_IMAGE)
         sandbox.prepare_aws()
         print(
             f"ready in {time.monotonic() - started:.1f}s; upstream seeded with {len(SAMPLES)} images and "
-            f"{TAG_SET[0]} {', '.join(NODE_TAGS)} (the list's tag set: {json.dumps(TAG_SET[1])})\n"
+            f"{TAG_SET[0]} {', '.join(NODE_TAGS)} (the list's tag set: {json.dumps(TAG_SET[1])}); "
+            f"registry.k8s.io/{':'.join(K8S_IMAGE)} behind a front end that redirects to its backend\n"
         )
 
         # (title, what changes upstream, the Docker Hub pulls the build's address has left when it copies)
