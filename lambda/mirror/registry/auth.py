@@ -98,14 +98,14 @@ def fetch_token(
     what = f"token for {registry} ({scope})"
     until = transport.clock() + transport.policy.timeout
 
-    def send(hop: URL) -> Reply:
-        if hop == realm:
-            return transport.send("GET", str(hop), headers, what, host=realm_host, params=params)
+    def send(target: str, hop: URL | None) -> Reply:
+        if hop is None:
+            return transport.send("GET", target, headers, what, host=realm_host, params=params)
         same = hop.netloc == realm.netloc
         where = realm_host if same or hop_host is None else hop_host(hop)
-        return transport.send("GET", str(hop), headers if same else {}, what, host=where, until=until)
+        return transport.send("GET", target, headers if same else {}, what, host=where, until=until)
 
-    reply = follow(realm, send, endpoints, what)
+    reply = follow(str(realm), send, endpoints, what)
     if reply.status in (401, 403):
         raise AuthError(f"{what}: the token endpoint refused the credentials (HTTP {reply.status})")
     if not 200 <= reply.status < 300:

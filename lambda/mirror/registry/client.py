@@ -254,20 +254,21 @@ class RegistryClient:
         first end within one request timeout of the first's start (the first has its own, and its retries)."""
         until = self._clock() + self._transport.policy.timeout
         answered = registry
-        hops = 0
 
-        def send(hop: URL) -> Reply:
-            nonlocal answered, hops
-            hops += 1
+        def send(target: str, hop: URL | None) -> Reply:
+            nonlocal answered
+            if hop is None and target.startswith(registry.base_url + "/"):  # the registry's own URL: no parse
+                return self._authorized(registry, repository, method, target, headers, what, cap)
+            if hop is None:  # a next page on the host a redirect led to
+                try:
+                    hop = parse_url(target)
+                except UntrustedURLError as e:
+                    raise BadResponseError(f"{what}: {e}") from None
             answered = self._hop_host(registry, hop)
             scope = repository if answered is registry else repository_in(hop.target) or repository
-            return self._authorized(answered, scope, method, str(hop), headers, what, cap, until if hops > 1 else None)
+            return self._authorized(answered, scope, method, target, headers, what, cap, until)
 
-        try:
-            first = parse_url(url)
-        except UntrustedURLError as e:
-            raise BadResponseError(f"{what}: {e}") from None
-        reply = follow(first, send, self._endpoints.values(), what)
+        reply = follow(url, send, self._endpoints.values(), what)
         return reply, answered
 
     def _hop_host(self, registry: HostConfig, url: URL) -> HostConfig:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from ..trust import REDIRECTS_MAX, URL, UntrustedURLError, redirect_target
+from ..trust import REDIRECTS_MAX, URL, UntrustedURLError, parse_url, redirect_target
 from .errors import BadResponseError
 from .transport import Reply
 
@@ -25,21 +25,25 @@ def repository_in(target: str) -> str | None:
 
 
 def follow(
-    url: URL,
-    send: Callable[[URL], Reply],
+    url: str,
+    send: Callable[[str, URL | None], Reply],
     endpoints: Iterable[str],
     what: str,
     lookup: Callable[[str, int], list[str]] | None = None,
 ) -> Reply:
-    """`send(url)`, then `send` of each hop a redirect names while the rules allow, at most REDIRECTS_MAX hops.
-    A redirect that breaks a rule, or one hop too many, is BadResponseError naming it; nothing is sent there."""
+    """`send(url, None)`, then `send(hop, parsed hop)` for each hop a redirect names while the rules allow, at most
+    REDIRECTS_MAX hops. A redirect that breaks a rule, or one hop too many, is BadResponseError naming it; nothing is
+    sent there. The first URL is the caller's own: it is parsed only if it redirects."""
+    hop: URL | None = None
     for _ in range(REDIRECTS_MAX + 1):
-        reply = send(url)
+        reply = send(url if hop is None else str(hop), hop)
         if reply.status not in REDIRECTS:
             return reply
         try:
+            answered = hop if hop is not None else parse_url(url)
             location = reply.headers.get("Location", "")
-            url = redirect_target(url, location, endpoints, *(() if lookup is None else (lookup,)))
+            hop = redirect_target(answered, location, endpoints, *(() if lookup is None else (lookup,)))
         except UntrustedURLError as e:
             raise BadResponseError(f"{what}: redirect refused (HTTP {reply.status}): {e}") from None
-    raise BadResponseError(f"{what}: more than {REDIRECTS_MAX} redirects (the last to {url.netloc[:100]})")
+    assert hop is not None
+    raise BadResponseError(f"{what}: more than {REDIRECTS_MAX} redirects (the last to {hop.netloc[:100]})")
