@@ -268,7 +268,25 @@ class Registry:
 # -- proxy ---------------------------------------------------------------------------------------------------------
 
 
-class HubProxy:
+class _Front:
+    """A stand-in HTTP server of ours on loopback (`_server`): where clients reach it, and how it stops."""
+
+    _server: _Server
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def location(self) -> str:
+        return f"127.0.0.1:{self._server.server_port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class HubProxy(_Front):
     """A reverse proxy in front of a registry that answers like Docker Hub: `ratelimit-*` headers on manifest
     requests, where only a GET counts as a pull. `faults` maps a path fragment to a function that may answer
     the request itself (return True) to inject a fault; `requests` records (method, path) of all requests.
@@ -290,14 +308,6 @@ class HubProxy:
         self._keep_alive = keep_alive
         self._behind = threading.local()
         self._server = _serve(self._forward, keep_alive=keep_alive)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    @property
-    def location(self) -> str:
-        return f"127.0.0.1:{self._server.server_port}"
 
     def pulls(self) -> int:
         return self.limit - self.remaining
@@ -385,15 +395,11 @@ class HubProxy:
         link = f'<{urlsplit(path).path}?n={size}&last={page[-1]}>; rel="next"' if more and page else None
         return json.dumps({"name": listing.get("name"), "tags": page}).encode(), link
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
 
 # -- registry.k8s.io ------------------------------------------------------------------------------------------------
 
 
-class K8sFront:
+class K8sFront(_Front):
     """registry.k8s.io's front end (archeio) in front of a registry standing in for its Artifact Registry backend,
     as kubernetes/registry.k8s.io documents and implements it (cmd/archeio/docs/request-handling.md,
     cmd/archeio/internal/app/handlers.go):
@@ -415,14 +421,6 @@ class K8sFront:
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._server = _serve(self._answer, keep_alive=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    @property
-    def location(self) -> str:
-        return f"127.0.0.1:{self._server.server_port}"
 
     @staticmethod
     def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -463,10 +461,6 @@ class K8sFront:
             self._send(h, 307, body, {"Location": target, "Content-Type": "text/html; charset=utf-8"})
         else:
             self._send(h, 404, b"404 page not found\n", text)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def auth_file(path: Path, logins: dict[str, tuple[str, str]]) -> Path:

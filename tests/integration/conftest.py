@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from moto import mock_aws
 
 from devtools.context import FakeLambdaContext
@@ -29,6 +30,7 @@ from devtools.registries import (
     push_token,
     put_tags,
 )
+from mirror.registry import MANIFEST_ACCEPT
 
 if not (shutil.which("docker-registry") and shutil.which("skopeo") and shutil.which("htpasswd")):
     raise RuntimeError("integration tests need docker-registry, skopeo and htpasswd (apt, see .ci/run)")
@@ -59,6 +61,17 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]
         for registry in (upstream, ecr, plain):
             registry.close()
         tokens.close()
+
+
+def ecr_digest(mirror: Mirror, repository: str, reference: str) -> str | None:
+    """The digest `repository:reference` has in the ECR-side registry (HEAD), or None where it is absent."""
+    response = requests.head(
+        f"{mirror.registries.ecr.url}/v2/{repository}/manifests/{reference}",
+        headers={"Accept": MANIFEST_ACCEPT},
+        auth=(ECR_USER, ECR_PASSWORD),
+        timeout=5,
+    )
+    return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
 
 
 @dataclass

@@ -17,8 +17,8 @@ import pytest
 from devtools.buildspec import run_build_phase
 from devtools.images import push, write_image
 from devtools.registries import ECR_PASSWORD, ECR_USER, Registry, TokenServer, auth_file
-from tests.integration.conftest import Mirror
-from tests.integration.test_buildspec import ecr_digest, endpoints, entry
+from tests.integration.conftest import Mirror, ecr_digest
+from tests.integration.test_buildspec import endpoints, entry
 
 ARN = "arn:aws:codebuild:eu-west-1:123456789012:build/ecr-mirror-copy:0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 ACCOUNT = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"

@@ -10,13 +10,11 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-import requests
 
 from copier import copy_images
 from devtools.buildspec import BuildRun, run_build_phase
 from devtools.registries import ECR_PASSWORD, ECR_USER, HubProxy, answer, auth_file, hang
-from mirror.registry import MANIFEST_ACCEPT
-from tests.integration.conftest import Mirror
+from tests.integration.conftest import Mirror, ecr_digest
 
 
 @pytest.fixture
@@ -31,16 +29,6 @@ def endpoints(mirror: Mirror) -> str:
 
 def mapped(mirror: Mirror) -> dict[str, str]:
     return copy_images.registry_endpoints(endpoints(mirror))
-
-
-def ecr_digest(mirror: Mirror, repository: str, reference: str) -> str | None:
-    response = requests.head(
-        f"{mirror.registries.ecr.url}/v2/{repository}/manifests/{reference}",
-        headers={"Accept": MANIFEST_ACCEPT},
-        auth=(ECR_USER, ECR_PASSWORD),
-        timeout=5,
-    )
-    return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
 
 
 def entry(

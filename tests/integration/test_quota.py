@@ -19,8 +19,8 @@ from devtools.buildspec import exported_variables, run_build_phase
 from devtools.localaws import PROJECT, answering
 from devtools.registries import ECR_PASSWORD, ECR_USER, Fault, auth_file, drip
 from mirror.planning import ASSUMED_PULLS
-from tests.integration.conftest import Mirror
-from tests.integration.test_buildspec import ecr_digest, endpoints, entry
+from tests.integration.conftest import Mirror, ecr_digest
+from tests.integration.test_buildspec import endpoints, entry
 from tests.integration.test_in_flight import finished_build
 
 HUB_SECRET = json.dumps({"username": "hubuser", "password": "hub-access-token-s3cret"})

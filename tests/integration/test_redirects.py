@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from devtools.buildspec import run_build_phase
 from devtools.images import Layout, push, write_image
 from devtools.registries import ECR_PASSWORD, ECR_USER, K8sFront, auth_file
-from mirror.registry import MANIFEST_ACCEPT, RegistryClient
-from tests.integration.conftest import Mirror, Registries
+from mirror.registry import RegistryClient
+from tests.integration.conftest import Mirror, Registries, ecr_digest
 
 #: the Artifact Registry region archeio sends a caller to (the host differs by region)
 BACKEND = "us-central1-docker.pkg.dev"
@@ -47,16 +46,6 @@ def seed_backend(mirror: Mirror, name: str, tag: str) -> Layout:
     layout = write_image(mirror.workdir / f"img-{uuid.uuid4().hex[:8]}", name, tag=tag)
     push(layout, f"{mirror.registries.plain.location}/k8s-artifacts-prod/images/{mirror.image(name)}:{tag}")
     return layout
-
-
-def ecr_digest(mirror: Mirror, repository: str, reference: str) -> str | None:
-    response = requests.head(
-        f"{mirror.registries.ecr.url}/v2/{repository}/manifests/{reference}",
-        headers={"Accept": MANIFEST_ACCEPT},
-        auth=(ECR_USER, ECR_PASSWORD),
-        timeout=5,
-    )
-    return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
 
 
 def test_an_image_behind_the_redirect_is_checked_copied_and_then_unchanged(

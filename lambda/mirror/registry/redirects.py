@@ -29,7 +29,6 @@ def follow(
     send: Callable[[str, URL | None], Reply],
     endpoints: Iterable[str],
     what: str,
-    lookup: Callable[[str, int], list[str]] | None = None,
 ) -> Reply:
     """`send(url, None)`, then `send(hop, parsed hop)` for each hop a redirect names while the rules allow, at most
     REDIRECTS_MAX hops. A redirect that breaks a rule, or one hop too many, is BadResponseError naming it; nothing is
@@ -42,7 +41,7 @@ def follow(
         try:
             answered = hop if hop is not None else parse_url(url)
             location = reply.headers.get("Location", "")
-            hop = redirect_target(answered, location, endpoints, *(() if lookup is None else (lookup,)))
+            hop = redirect_target(answered, location, endpoints)
         except UntrustedURLError as e:
             raise BadResponseError(f"{what}: redirect refused (HTTP {reply.status}): {e}") from None
     assert hop is not None
