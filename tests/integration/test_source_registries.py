@@ -1,0 +1,131 @@
+"""Each source registry the mirror names, as that registry answers (devtools.profiles: every behaviour with the
+place it is documented), in front of a real registry: the function's dry run, a run, the real build's copy, and the
+next run (`unchanged`); tag lists paged as the registry pages them; a missing tag and a missing repository named."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devtools.buildspec import run_build_phase
+from devtools.images import Layout, push, write_image
+from devtools.profiles import PROFILES
+from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, auth_file, put_tags
+from devtools.standins import RegistryFront
+from mirror.registry import RegistryClient
+from tests.integration.conftest import Mirror, Registries, ecr_digest
+
+
+@pytest.fixture(params=sorted(PROFILES))
+def front(request: pytest.FixtureRequest, registries: Registries) -> Iterator[RegistryFront]:
+    standin = RegistryFront(PROFILES[request.param], registries.plain)
+    try:
+        yield standin
+    finally:
+        standin.close()
+
+
+@pytest.fixture
+def site(mirror: Mirror, front: RegistryFront) -> Mirror:
+    """The deployment with this registry (and ECR) on loopback; the registry joins the allowed sources as the
+    host of an endpoint."""
+    mirror.env["REGISTRY_ENDPOINTS"] = json.dumps(
+        {front.profile.name: front.url, ECR_ACCOUNT_HOST: mirror.registries.ecr.url}
+    )
+    return mirror
+
+
+def seed(mirror: Mirror, name: str, tag: str, *, kind: str = "oci-index") -> Layout:
+    layout = write_image(mirror.workdir / f"img-{uuid.uuid4().hex[:8]}", name, kind=kind, tag=tag)
+    push(layout, f"{mirror.registries.plain.location}/{mirror.image(name)}:{tag}")
+    return layout
+
+
+def test_an_image_is_checked_copied_and_then_unchanged(site: Mirror, front: RegistryFront, tmp_path: Path) -> None:
+    mirror, profile = site, front.profile
+    layout = seed(mirror, "app", "1.2.3")
+    source = f"{profile.name}/{mirror.image('app')}:1.2.3"
+
+    dry = mirror.invoke({"images": [source], "dryRun": True})
+    (record,) = dry["images"]
+    assert (record["status"], record["sourceDigest"], record["error"]) == ("missing", layout.digest, None)
+
+    report = mirror.invoke({"images": [source]})
+    (record,) = report["images"]
+    assert (record["status"], record["source"]) == ("missing", source)
+    repository = record["target"].split("/", 1)[1].rsplit(":", 1)[0]  # docker.io's without a registry part
+    assert repository == f"mirror/{'' if profile.name == 'docker.io' else profile.name + '/'}{mirror.image('app')}"
+    ((entry,),) = mirror.mirror_images()
+    assert entry["registry"] == profile.name
+    assert entry["source"] == f"{front.location}/{mirror.image('app')}@{layout.digest}"
+    if profile.service is not None:  # the check asked with a token of this registry's own
+        heads = [s for s in front.seen("registry") if s.method == "HEAD" and "/manifests/" in s.path]
+        assert heads
+        assert (heads[-1].authorization or "").startswith("Bearer ")
+
+    auth = auth_file(tmp_path / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
+    before = front.pulls
+    run = run_build_phase(
+        [entry],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=mirror.env["REGISTRY_ENDPOINTS"],
+    )
+    assert run.returncode == 0, run.output
+    assert len(run.lines("COPIED")) == 1, run.output
+    assert ecr_digest(mirror, repository, "1.2.3") == layout.digest
+    blobs = [s for s in front.seen("registry") if s.method == "GET" and "/blobs/" in s.path]
+    assert blobs, "the build read no blob through the registry"
+    if profile.blob_redirect is not None:  # each followed to the CDN host, without the registry's credentials
+        cdn = [s for s in front.seen("cdn") if s.method == "GET"]
+        assert len(cdn) >= len(blobs)
+        assert all(s.authorization is None for s in cdn)
+    if profile.rate_limit:  # an index and its two platform manifests: three pulls, none of them the check's
+        assert front.pulls - before == 3
+
+    again = mirror.invoke({"images": [source]})
+    assert [r["status"] for r in again["images"]] == ["unchanged"]
+
+
+def test_a_tag_list_is_read_whole_however_the_registry_pages_it(registries: Registries, front: RegistryFront) -> None:
+    name = f"t{uuid.uuid4().hex[:10]}/many"
+    tags = [f"1.{i}.{j}" for i in range(25) for j in range(10)]  # 250: more than one page everywhere
+    layout = write_image(registries.workdir / f"img-{uuid.uuid4().hex[:8]}", "many", kind="oci-manifest", tag="0")
+    push(layout, f"{registries.plain.location}/{name}:0")
+    manifest = (layout.path / "blobs" / "sha256" / layout.digest.split(":", 1)[1]).read_bytes()
+    put_tags(registries.plain.url, name, manifest, layout.media_type, tags, headers={})
+    client = RegistryClient(endpoints={front.profile.name: front.url})
+    try:
+        listed = client.list_tags(front.profile.name, name)
+    finally:
+        client.close()
+
+    assert sorted(listed) == sorted([*tags, "0"])
+    pages = [s for s in front.seen("registry") if s.method == "GET" and "/tags/list" in s.path]
+    rules = front.profile.tags
+    size = rules.default if not rules.honours_n else min(100, rules.maximum or 100)
+    expected = 1 if size is None else -(-251 // size)
+    answered = [s for s in pages if s.authorization or front.profile.anonymous_reads]
+    assert len(answered) == expected
+
+
+def test_a_missing_tag_and_a_missing_repository_fail_with_their_reason(site: Mirror, front: RegistryFront) -> None:
+    mirror, profile = site, front.profile
+    seed(mirror, "present", "1", kind="oci-manifest")
+    report = mirror.invoke(
+        {"images": [f"{profile.name}/{mirror.image('present')}:2", f"{profile.name}/{mirror.image('absent')}:1"]}
+    )
+
+    tag, repository = report["images"]
+    assert (tag["status"], repository["status"]) == ("failed", "failed")
+    assert tag["error"] == f"source not found: {profile.name}/{mirror.image('present')}:2 does not exist"
+    if profile.missing_repository == "unauthorized":
+        assert repository["error"].startswith("source not found or access denied: ")
+    else:
+        assert repository["error"] == f"source not found: {profile.name}/{mirror.image('absent')}:1 does not exist"
+    assert mirror.builds == []
