@@ -38,6 +38,7 @@ from devtools.localaws import (  # noqa: E402
     build_environment,
     create_copy_project,
 )
+from devtools.profiles import ARTIFACT_REGISTRY  # noqa: E402
 from devtools.registries import (  # noqa: E402
     ECR_ACCOUNT_HOST,
     ECR_PASSWORD,
@@ -49,6 +50,7 @@ from devtools.registries import (  # noqa: E402
     auth_file,
     free_port,
 )
+from devtools.standins import RegistryFront  # noqa: E402
 
 BUCKET = "ecr-mirror-sandbox"
 # (repository on "Docker Hub", tag, kind of manifest): a multi-arch index among them.
@@ -61,7 +63,7 @@ SAMPLES = [
 CHANGED = "library/nginx"
 #: an image of registry.k8s.io, whose front end redirects every registry request to its Artifact Registry backend
 K8S_IMAGE = ("pause", "3.10")
-K8S_BACKEND = "us-central1-docker.pkg.dev"
+K8S_BACKEND = ARTIFACT_REGISTRY.name
 # A tag set: the two highest node versions from 20 on. Run 2 releases node 23, which the rule picks up by itself.
 TAG_SET = ("library/node", {"semver": ">=20", "latest": 2})
 NODE_TAGS = ["18", "20", "21", "22"]
@@ -89,7 +91,9 @@ class Sandbox:
         # registry.k8s.io: its front end (archeio), and a public Artifact Registry repository behind it
         self.k8s_backend = Registry(self.workdir / "k8s-backend")
         self.stack.callback(self.k8s_backend.close)
-        self.k8s = K8sFront(self.k8s_backend.url)
+        self.artifact_registry = RegistryFront(ARTIFACT_REGISTRY, self.k8s_backend)
+        self.stack.callback(self.artifact_registry.close)
+        self.k8s = K8sFront(self.artifact_registry.url)
         self.stack.callback(self.k8s.close)
 
         from moto.server import ThreadedMotoServer
@@ -113,7 +117,7 @@ class Sandbox:
                     "docker.io": self.hub.url,
                     ECR_ACCOUNT_HOST: self.ecr.url,
                     "registry.k8s.io": self.k8s.url,
-                    K8S_BACKEND: self.k8s_backend.url,
+                    K8S_BACKEND: self.artifact_registry.url,
                 }
             ),
         }

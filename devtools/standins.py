@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from devtools.registries import Registry, _Front, _serve
 
@@ -34,8 +34,8 @@ class Tags:
     maximum: int | None = None
     #: whether `n` is read at all (gcr.io ignores it and answers every tag)
     honours_n: bool = True
-    #: the query parameter the next page's Link carries: `last` (the spec's) or Quay's opaque `next_page`
-    cursor: Literal["last", "next_page"] = "last"
+    #: the next page's Link query, `{n}` and `{last}` filled in (the spec's order; Go's url.Values sorts the keys)
+    link: str = "n={n}&last={last}"
     #: whether the Link is an absolute URL (else a path, as the spec's examples and distribution send)
     absolute_link: bool = False
     #: what else the body carries beside `name` and `tags` (gcr.io's `child` and `manifest` maps)
@@ -48,26 +48,41 @@ class Profile:
 
     #: the name users write (`ghcr.io`)
     name: str
-    #: `service` in the Bearer challenge; None: the registry answers without a challenge (anonymous reads)
-    service: str | None
+    #: `service` in the Bearer challenge (and the token request)
+    service: str = ""
+    #: whether the registry asks for a token at all (False: anonymous reads, `GET /v2/` answers 200)
+    auth: bool = True
     #: where the token endpoint is on the registry's own host (`/token`), or None for one on a host of its own
     token_path: str | None = "/token"
-    #: extra challenge parameters for `/v2/` (public.ecr.aws's `scope="aws"`)
+    #: whether a repository request without any Authorization is served (a public Artifact Registry or gcr.io
+    #: repository: `/v2/` still challenges, a bad token is still refused)
+    anonymous_reads: bool = False
+    #: whether `/v2/`'s challenge names the service (Artifact Registry's names it only on repository requests)
+    ping_service: bool = True
+    #: the body of `/v2/`'s 401 where it is not the spec's error (Quay's `true`)
+    ping_body: bytes | None = None
+    #: a scope `/v2/`'s challenge names (public.ecr.aws's `aws`)
     ping_scope: str | None = None
     #: whether a challenge for a repository request names the scope (`repository:<name>:pull`)
     challenge_scope: bool = True
     #: the token endpoint's answer for a token value
     token_body: Callable[[str], dict[str, Any]] = lambda t: {"token": t}
-    #: the status `GET /v2/` answers without a token (401 with the challenge; 200 where reads are anonymous)
-    ping_status: int = 401
-    #: whether a manifest, tag list or blob may be read without any token (registries answering without challenge)
-    anonymous_reads: bool = False
+    #: how long a token it hands out is good for, whatever its answer says
+    token_lifetime: float = 300.0
+    #: what a request with a token it did not hand out (or one expired) gets: `unauthorized` (401 and a challenge)
+    #: or another error kind of `errors` (public.ecr.aws: 400 DENIED, no challenge)
+    invalid_token: str = "unauthorized"
     #: whether a HEAD of a manifest carries Docker-Content-Digest
     head_digest: bool = True
-    #: the status a blob GET is redirected with (to the "CDN" host), or None where the registry serves it itself
+    #: the status a blob GET is redirected with, or None where the registry serves it itself
     blob_redirect: int | None = 307
-    #: the path a blob's redirect names on the CDN host (`{digest}` and `{name}` filled in), before its signature
+    #: where it is redirected: `cdn`, a host of its own (absolute Location), or `self`, a download path on the
+    #: registry's own host (a relative Location: Artifact Registry's /artifacts-downloads/)
+    blob_host: Literal["cdn", "self"] = "cdn"
+    #: the path a blob's redirect names (`{digest}` and `{name}` filled in), before its signature
     blob_path: str = "/blobs/{digest}"
+    #: what a blob HEAD answers, where not as a GET would (public.ecr.aws: 401 even with a token)
+    blob_head_status: int | None = None
     #: Docker Hub's rate-limit headers on manifest answers, only GET counting as a pull
     rate_limit: bool = False
     tags: Tags = field(default_factory=Tags)
@@ -116,7 +131,6 @@ class RegistryFront(_Front):
         self.limit = 100
         self._tokens: dict[str, tuple[frozenset[str], float]] = {}
         self._signed: dict[str, str] = {}  # signature -> the backend path it may read
-        self._cursors: dict[str, str] = {}  # Quay's next_page -> the last tag of the page before
         self._lock = threading.Lock()
         self._behind = threading.local()
         self._server = _serve(self._registry, keep_alive=True)
@@ -177,33 +191,51 @@ class RegistryFront(_Front):
         body = json.dumps({"errors": [filled]}).encode()
         self._send(h, status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
 
-    def _challenge(self, scope: str | None) -> dict[str, str]:
+    def _challenge(self, scope: str | None, *, ping: bool = False) -> dict[str, str]:
         p = self.profile
-        params = [f'realm="{self.realm}"', f'service="{p.service}"']
+        params = [f'realm="{self.realm}"']
+        if p.ping_service or not ping:
+            params.append(f'service="{p.service}"')
         if scope is not None:
             params.append(f'scope="{scope}"')
         return {"WWW-Authenticate": "Bearer " + ",".join(params)}
 
-    def _granted(self, h: BaseHTTPRequestHandler, scope: str) -> bool:
-        if self.profile.anonymous_reads:
-            return True
+    def _grant(self, h: BaseHTTPRequestHandler) -> frozenset[str] | None:
+        """The scopes of the token the request bears, or None: no token, one not handed out here, or expired."""
         value = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
         with self._lock:
             grant = self._tokens.get(value)
-        return grant is not None and grant[1] > time.monotonic() and scope in grant[0]
+        return grant[0] if grant is not None and grant[1] > time.monotonic() else None
+
+    def _refuse(self, h: BaseHTTPRequestHandler, scope: str | None, *, ping: bool = False) -> None:
+        """No token: 401 and the challenge. A token that is no good: the profile's `invalid_token` answer."""
+        kind = self.profile.invalid_token if h.headers.get("Authorization") else "unauthorized"
+        if ping and kind == "unauthorized" and self.profile.ping_body is not None:
+            self._send(
+                h,
+                401,
+                self.profile.ping_body,
+                {"Content-Type": "application/json", **self._challenge(scope, ping=True)},
+            )
+            return
+        challenge = self._challenge(scope, ping=ping) if kind == "unauthorized" else None
+        self._error(h, kind, challenge)
 
     def _registry(self, h: BaseHTTPRequestHandler) -> None:
         self._record("registry", h)
         path = urlsplit(h.path).path
         p = self.profile
-        if p.token_path is not None and path == p.token_path:
+        if p.auth and p.token_path is not None and path == p.token_path:
             self._token_answer(h, record=False)
             return
         if path in ("/v2/", "/v2"):
-            if p.ping_status == 200 or self._valid_token(h):
+            if not p.auth or self._grant(h) is not None:
                 self._send(h, 200, b"{}", {"Content-Type": "application/json"})
             else:
-                self._error(h, "unauthorized", self._challenge(p.ping_scope))
+                self._refuse(h, p.ping_scope, ping=True)
+            return
+        if p.blob_host == "self" and "signature=" in h.path and not path.startswith("/v2/"):
+            self._serve_blob(h, record=False)  # a download URL it signed on its own host
             return
         name, kind, reference = _api_path(path)
         if name is None:
@@ -213,21 +245,19 @@ class RegistryFront(_Front):
             self._error(h, "unsupported")
             return
         scope = f"repository:{name}:pull"
-        if not self._granted(h, scope):
-            self._error(h, "unauthorized", self._challenge(scope if p.challenge_scope else None))
-            return
+        if p.auth and not (p.anonymous_reads and not h.headers.get("Authorization")):
+            grant = self._grant(h)
+            if grant is None or scope not in grant:
+                self._refuse(h, scope if p.challenge_scope else None)
+                return
         if kind == "tags":
             self._tag_page(h, name)
+        elif kind == "blobs" and h.command == "HEAD" and p.blob_head_status is not None:
+            self._error(h, "unauthorized" if p.blob_head_status == 401 else "denied")
         elif kind == "blobs" and h.command == "GET" and p.blob_redirect is not None:
             self._redirect_blob(h, name, reference)
         else:
             self._pass(h, name, kind, reference)
-
-    def _valid_token(self, h: BaseHTTPRequestHandler) -> bool:
-        value = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
-        with self._lock:
-            grant = self._tokens.get(value)
-        return grant is not None and grant[1] > time.monotonic()
 
     def _token_answer(self, h: BaseHTTPRequestHandler, *, record: bool = True) -> None:
         if record:
@@ -241,9 +271,8 @@ class RegistryFront(_Front):
                 granted.add(f"repository:{name}:pull")
         value = secrets.token_urlsafe(32)
         body = self.profile.token_body(value)
-        lifetime = body["expires_in"] if isinstance(body.get("expires_in"), int) else 60
         with self._lock:
-            self._tokens[value] = (frozenset(granted), time.monotonic() + lifetime)
+            self._tokens[value] = (frozenset(granted), time.monotonic() + self.profile.token_lifetime)
         self._send(h, 200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
     def _behind_request(self, method: str, target: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -294,12 +323,21 @@ class RegistryFront(_Front):
 
     def _not_found(self, h: BaseHTTPRequestHandler, name: str, kind: str, reference: str) -> None:
         status, _, _ = self._behind_request("GET", f"/v2/{name}/tags/list", {})
-        if status == 404:  # no such repository
-            kind_of = self.profile.missing_repository
-            headers = self._challenge(f"repository:{name}:pull") if kind_of == "unauthorized" else None
-            self._error(h, kind_of, headers, name=name, reference=reference)
+        if status == 404:
+            self._missing_repository(h, name, reference)
         else:
             self._error(h, "blob_unknown" if kind == "blobs" else "manifest_unknown", name=name, reference=reference)
+
+    def _missing_repository(self, h: BaseHTTPRequestHandler, name: str, reference: str) -> None:
+        """A repository that does not exist, as the profile answers it: a 401 (with `error="insufficient_scope"`
+        for a token that holds no access to it, as distribution's token auth says) or its own error."""
+        kind = self.profile.missing_repository
+        headers = None
+        if kind == "unauthorized":
+            headers = self._challenge(f"repository:{name}:pull")
+            if h.headers.get("Authorization"):
+                headers["WWW-Authenticate"] += ',error="insufficient_scope"'
+        self._error(h, kind, headers, name=name, reference=reference)
 
     # -- blobs, from the "CDN" ------------------------------------------------------------------------------------
 
@@ -309,7 +347,8 @@ class RegistryFront(_Front):
             self._signed[signature] = f"/v2/{name}/blobs/{digest}"
         path = self.profile.blob_path.format(digest=digest, name=name)
         expires = int(time.time()) + 600
-        location = f"{self.cdn_url}{path}?{urlencode({'expires': expires, 'signature': signature})}"
+        signed = f"{path}?{urlencode({'expires': expires, 'signature': signature})}"
+        location = signed if self.profile.blob_host == "self" else self.cdn_url + signed
         body = f'<a href="{location}">Temporary Redirect</a>.\n\n'.encode()
         self._send(
             h,
@@ -318,18 +357,19 @@ class RegistryFront(_Front):
             {"Location": location, "Content-Type": "text/html; charset=utf-8"},
         )
 
-    def _serve_blob(self, h: BaseHTTPRequestHandler) -> None:
+    def _serve_blob(self, h: BaseHTTPRequestHandler, *, record: bool = True) -> None:
         """The CDN: a blob on the URL the registry signed, to anyone holding it, and nothing else. It is another
         host: a client that sent the registry's Authorization header here would leak it (S3 even refuses such a
         request: "Only one auth mechanism allowed")."""
-        self._record("cdn", h)
+        if record:
+            self._record("cdn", h)
         query = parse_qs(urlsplit(h.path).query)
         with self._lock:
             target = self._signed.get(query.get("signature", [""])[0])
         if target is None or h.command not in ("GET", "HEAD") or int(query.get("expires", ["0"])[0]) < time.time():
             self._send(h, 403, b"<Error><Code>AccessDenied</Code></Error>", {"Content-Type": "application/xml"})
             return
-        if h.headers.get("Authorization"):
+        if record and h.headers.get("Authorization"):  # on its own host, the registry's token is its own business
             self._send(
                 h,
                 400,
@@ -345,34 +385,21 @@ class RegistryFront(_Front):
     def _tag_page(self, h: BaseHTTPRequestHandler, name: str) -> None:
         status, _, data = self._behind_request("GET", f"/v2/{name}/tags/list", {})
         if status == 404:
-            kind_of = self.profile.missing_repository
-            headers = self._challenge(f"repository:{name}:pull") if kind_of == "unauthorized" else None
-            self._error(h, kind_of, headers, name=name, reference="")
+            self._missing_repository(h, name, "")
             return
         rules = self.profile.tags
         query = parse_qs(urlsplit(h.path).query)
         tags = sorted(json.loads(data).get("tags") or [])
-        if rules.cursor == "next_page":
-            with self._lock:
-                last = self._cursors.get(query.get("next_page", [""])[0])
-        else:
-            last = query.get("last", [None])[0]
+        last = query.get("last", [None])[0]
         after = [t for t in tags if last is None or t > last]
-        asked = query.get("n", [None])[0]
-        size = int(asked) if asked and rules.honours_n else rules.default
+        asked = query.get("n", [""])[0]
+        size = int(asked) if asked.isdigit() and int(asked) > 0 and rules.honours_n else rules.default
         if size is not None and rules.maximum is not None:
             size = min(size, rules.maximum)
         page = after if size is None else after[:size]
         headers = {"Content-Type": "application/json"}
         if size is not None and len(after) > size and page:
-            if rules.cursor == "next_page":
-                cursor = secrets.token_urlsafe(12)
-                with self._lock:
-                    self._cursors[cursor] = page[-1]
-                following = {"n": size, "next_page": cursor}
-            else:
-                following = {"n": size, "last": page[-1]}
-            link = f"/v2/{name}/tags/list?{urlencode(following)}"
+            link = f"/v2/{name}/tags/list?" + rules.link.format(n=size, last=quote(page[-1]))
             headers["Link"] = f'<{self.url + link if rules.absolute_link else link}>; rel="next"'
         body: dict[str, Any] = {"name": name, "tags": page}
         if rules.extra is not None:

@@ -13,17 +13,21 @@ import pytest
 
 from devtools.buildspec import run_build_phase
 from devtools.images import Layout, push, write_image
+from devtools.profiles import ARTIFACT_REGISTRY
 from devtools.registries import ECR_PASSWORD, ECR_USER, K8sFront, auth_file
+from devtools.standins import RegistryFront
 from mirror.registry import RegistryClient
 from tests.integration.conftest import Mirror, Registries, ecr_digest
 
 #: the Artifact Registry region archeio sends a caller to (the host differs by region)
-BACKEND = "us-central1-docker.pkg.dev"
+BACKEND = ARTIFACT_REGISTRY.name
 
 
 @pytest.fixture
-def k8s(registries: Registries) -> Iterator[K8sFront]:
-    front = K8sFront(registries.plain.url)
+def backend(registries: Registries) -> Iterator[RegistryFront]:
+    """The public Artifact Registry repository behind registry.k8s.io, as Artifact Registry answers (its own
+    challenge and anonymous token, blobs on a signed download path)."""
+    front = RegistryFront(ARTIFACT_REGISTRY, registries.plain)
     try:
         yield front
     finally:
@@ -31,12 +35,21 @@ def k8s(registries: Registries) -> Iterator[K8sFront]:
 
 
 @pytest.fixture
-def k8s_mirror(mirror: Mirror, k8s: K8sFront) -> Mirror:
+def k8s(backend: RegistryFront) -> Iterator[K8sFront]:
+    front = K8sFront(backend.url)
+    try:
+        yield front
+    finally:
+        front.close()
+
+
+@pytest.fixture
+def k8s_mirror(mirror: Mirror, k8s: K8sFront, backend: RegistryFront) -> Mirror:
     """The deployment's endpoints with registry.k8s.io and its backend on loopback (the backend in place of the
     quay.io stand-in, which is on the same server)."""
     endpoints = json.loads(mirror.env["REGISTRY_ENDPOINTS"])
     del endpoints["quay.io"]
-    endpoints.update({"registry.k8s.io": k8s.url, BACKEND: mirror.registries.plain.url})
+    endpoints.update({"registry.k8s.io": k8s.url, BACKEND: backend.url})
     mirror.env["REGISTRY_ENDPOINTS"] = json.dumps(endpoints)
     return mirror
 
@@ -49,7 +62,7 @@ def seed_backend(mirror: Mirror, name: str, tag: str) -> Layout:
 
 
 def test_an_image_behind_the_redirect_is_checked_copied_and_then_unchanged(
-    k8s_mirror: Mirror, k8s: K8sFront, tmp_path: Path
+    k8s_mirror: Mirror, k8s: K8sFront, backend: RegistryFront, tmp_path: Path
 ) -> None:
     mirror = k8s_mirror
     layout = seed_backend(mirror, "pause", "3.10")
@@ -63,6 +76,8 @@ def test_an_image_behind_the_redirect_is_checked_copied_and_then_unchanged(
     assert record["source"] == source
     assert record["target"].endswith(f"/{repository}:3.10")
     assert ("HEAD", f"/v2/{mirror.image('pause')}/manifests/3.10") in k8s.requests  # asked the front, then the hop
+    (hop,) = [s for s in backend.seen("registry") if s.method == "HEAD" and "/manifests/" in s.path]
+    assert hop.authorization is None  # nothing of registry.k8s.io's went with the hop; a public repository
 
     report = mirror.invoke({"images": [source]})
     (record,) = report["images"]
@@ -84,6 +99,7 @@ def test_an_image_behind_the_redirect_is_checked_copied_and_then_unchanged(
     assert len(run.lines("COPIED")) == 1, run.output
     assert ecr_digest(mirror, repository, "3.10") == layout.digest
     assert any(m == "GET" and "/blobs/" in p for m, p in k8s.requests)  # skopeo followed the same hops
+    assert any("/artifacts-downloads/" in s.path for s in backend.seen("registry"))  # and the backend's download
 
     again = mirror.invoke({"images": [source]})
     assert [r["status"] for r in again["images"]] == ["unchanged"]
