@@ -93,6 +93,10 @@ class Profile:
     #: headers every answer carries
     headers: dict[str, str] = field(default_factory=lambda: {"Docker-Distribution-Api-Version": "registry/2.0"})
 
+    def error(self, kind: str) -> tuple[int, dict[str, Any]]:
+        """The status and `errors[0]` object of an error kind, the profile's own or the spec's."""
+        return self.errors.get(kind) or SPEC_ERRORS[kind]
+
 
 #: the distribution spec's error codes and messages, the default of every profile (distribution registry/api/errcode)
 SPEC_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
@@ -182,7 +186,7 @@ class RegistryFront(_Front):
             h.wfile.write(body)
 
     def _error(self, h: BaseHTTPRequestHandler, kind: str, headers: dict[str, str] | None = None, **names: str) -> None:
-        status, error = self.profile.errors.get(kind) or SPEC_ERRORS[kind]
+        status, error = self.profile.error(kind)
         filled = json.loads(
             json.dumps(error)
             .replace("{name}", names.get("name", ""))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from devtools.buildspec import run_build_phase
 from devtools.images import Layout, push, write_image
@@ -17,6 +18,7 @@ from devtools.profiles import PROFILES
 from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, auth_file, put_tags
 from devtools.standins import RegistryFront
 from mirror.registry import RegistryClient
+from mirror.registry.auth import parse_challenge
 from tests.integration.conftest import Mirror, Registries, ecr_digest
 
 
@@ -130,3 +132,63 @@ def test_a_missing_tag_and_a_missing_repository_fail_with_their_reason(site: Mir
     else:
         assert repository["error"] == f"source not found: {profile.name}/{mirror.image('absent')}:1 does not exist"
     assert mirror.builds == []
+
+
+def test_each_stand_in_answers_the_raw_requests_as_its_registry_does(
+    registries: Registries, front: RegistryFront
+) -> None:
+    # The stand-in itself, asked as a client that knows nothing: what the profile says is what goes on the wire.
+    profile = front.profile
+    name = f"t{uuid.uuid4().hex[:10]}/raw"
+    layout = write_image(registries.workdir / f"img-{uuid.uuid4().hex[:8]}", "raw", kind="oci-manifest", tag="1")
+    push(layout, f"{registries.plain.location}/{name}:1")
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    with requests.Session() as http:
+        ping = http.get(f"{front.url}/v2/", timeout=5)
+        manifest = f"{front.url}/v2/{name}/manifests/1"
+        if not profile.auth:
+            assert ping.status_code == 200
+            assert "WWW-Authenticate" not in ping.headers
+            headers = accept
+        else:
+            assert ping.status_code == 401
+            challenge = parse_challenge(ping.headers["WWW-Authenticate"])
+            assert (challenge.scheme, challenge.params["realm"]) == ("bearer", front.realm)
+            assert challenge.params.get("service") == (profile.service if profile.ping_service else None)
+            assert challenge.params.get("scope") == profile.ping_scope
+            if not profile.anonymous_reads:
+                refused = http.head(manifest, headers=accept, timeout=5)
+                assert refused.status_code == 401
+                scoped = parse_challenge(refused.headers["WWW-Authenticate"])
+                assert scoped.params.get("scope") == f"repository:{name}:pull"
+                bad = http.head(manifest, headers={**accept, "Authorization": "Bearer forged"}, timeout=5)
+                assert bad.status_code == profile.error(profile.invalid_token)[0]
+            answer = http.get(
+                front.realm, params={"service": profile.service, "scope": f"repository:{name}:pull"}, timeout=5
+            )
+            assert answer.status_code == 200
+            body = answer.json()
+            assert set(body) == set(profile.token_body("x"))
+            headers = {**accept, "Authorization": f"Bearer {body.get('token') or body['access_token']}"}
+        head = http.head(manifest, headers=headers, timeout=5)
+        assert head.status_code == 200
+        assert head.headers["Docker-Content-Digest"] == layout.digest
+        assert ("ratelimit-limit" in head.headers) == profile.rate_limit
+        config = json.loads(http.get(manifest, headers=headers, timeout=5).content)["config"]["digest"]
+        hop = http.get(f"{front.url}/v2/{name}/blobs/{config}", headers=headers, allow_redirects=False, timeout=5)
+        assert hop.status_code == (profile.blob_redirect or 200)
+        if profile.blob_redirect and profile.blob_host == "cdn":
+            location = hop.headers["Location"]
+            assert location.startswith(front.cdn_url + "/")
+            assert (
+                http.get(
+                    location, headers={"Authorization": headers.get("Authorization", "Bearer x")}, timeout=5
+                ).status_code
+                == 400
+            )  # a signed URL takes no second credential
+            assert http.get(location, timeout=5).status_code == 200
+            assert http.get(location.split("?")[0], timeout=5).status_code == 403  # unsigned
+        unknown = http.get(f"{front.url}/v2/{name}/manifests/nosuch", headers=headers, timeout=5)
+        status, error = profile.error("manifest_unknown")
+        assert unknown.status_code == status
+        assert unknown.json()["errors"][0]["code"] == error["code"]
