@@ -7,6 +7,7 @@ The registries themselves are in `devtools.profiles`."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import secrets
@@ -127,9 +128,11 @@ class RegistryFront(_Front):
     a token endpoint on a host of its own (`token_path=None`: auth.docker.io) is a third. `requests` records them
     all; `pulls` counts manifest GETs (what Docker Hub counts)."""
 
-    def __init__(self, profile: Profile, backend: Registry) -> None:
+    def __init__(self, profile: Profile, backend: Registry, *, login: tuple[str, str] | None = None) -> None:
         self.profile = profile
         self.backend = backend
+        #: a private registry: tokens only for this Basic login at the token endpoint (else 401)
+        self.login = login
         self.requests: list[Seen] = []
         self.pulls = 0
         self.limit = 100
@@ -266,6 +269,11 @@ class RegistryFront(_Front):
     def _token_answer(self, h: BaseHTTPRequestHandler, *, record: bool = True) -> None:
         if record:
             self._record("auth", h)
+        if self.login is not None:
+            expected = "Basic " + base64.b64encode(":".join(self.login).encode()).decode()
+            if h.headers.get("Authorization") != expected:
+                self._error(h, "unauthorized")
+                return
         query = parse_qs(urlsplit(h.path).query)
         granted = set()
         for scope in query.get("scope", []):  # `repository:<name>:<actions>`: pull is granted to anyone

@@ -30,6 +30,8 @@ DEFAULT_SOURCE_REGISTRIES = (
     "registry.k8s.io",
     "gcr.io",
     "mcr.microsoft.com",
+    "registry.gitlab.com",
+    "cgr.dev",
 )
 
 

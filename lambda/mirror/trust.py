@@ -19,6 +19,10 @@ DOCKER_HUB = "docker.io"
 #: the registry API host of docker.io, and the host its token service is on (the one cross-host realm trusted)
 DOCKER_HUB_REGISTRY = "registry-1.docker.io"
 DOCKER_HUB_AUTH = "auth.docker.io"
+#: registry API hosts whose token service is on a host of its own, named by the registry's own documentation: the
+#: only realms on another host that receive the registry's credentials (Docker Hub's; GitLab.com's, whose registry
+#: challenges for https://gitlab.com/jwt/auth: docs.gitlab.com administration/packages/container_registry)
+TOKEN_SERVICES = {DOCKER_HUB_REGISTRY: DOCKER_HUB_AUTH, "registry.gitlab.com": "gitlab.com"}
 #: names that mean Docker Hub in an image reference or a copy's source
 DOCKER_HUB_HOSTS = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_REGISTRY})
 #: the longest URL a server may name
@@ -112,8 +116,9 @@ def realm_takes_credentials(endpoint: str, realm: str) -> bool:
 
     A remote server names the realm, so it is trusted no further than the endpoint the deployment chose: plain http
     and loopback realms only for a loopback endpoint (inside Lambda, loopback is the runtime API); credentials only
-    to a realm on the endpoint's own host name (and, for Docker Hub reached directly, auth.docker.io). A realm
-    elsewhere is asked anonymously (False). Raises UntrustedURLError for a realm refused outright.
+    to a realm on the endpoint's own host name (and, for Docker Hub or GitLab.com reached directly, their token
+    services: TOKEN_SERVICES). A realm elsewhere is asked anonymously (False). Raises UntrustedURLError for a realm
+    refused outright.
     """
     where = parse_url(endpoint)
     try:
@@ -127,7 +132,7 @@ def realm_takes_credentials(endpoint: str, realm: str) -> bool:
         raise UntrustedURLError("the token realm is on loopback, named by a registry outside loopback")
     if named.host == where.host:
         return True
-    return where.host == DOCKER_HUB_REGISTRY and named.host == DOCKER_HUB_AUTH
+    return TOKEN_SERVICES.get(where.host) == named.host
 
 
 def endpoint_url(registry: str, endpoints: Mapping[str, str]) -> str:

@@ -4,6 +4,7 @@ next run (`unchanged`); tag lists paged as the registry pages them; a missing ta
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -192,3 +193,40 @@ def test_each_stand_in_answers_the_raw_requests_as_its_registry_does(
         status, error = profile.error("manifest_unknown")
         assert unknown.status_code == status
         assert unknown.json()["errors"][0]["code"] == error["code"]
+
+
+@pytest.mark.parametrize("name", ["mirrortest.azurecr.io", "registry.gitlab.com", "ghcr.io"])
+def test_a_private_repository_is_read_with_its_registrys_credential_only(
+    mirror: Mirror, registries: Registries, name: str
+) -> None:
+    # Azure Container Registry without anonymous pull, a private GitLab project, a private ghcr.io package: the token
+    # endpoint wants the registry's Basic login; without it the image fails naming what is missing.
+    front = RegistryFront(PROFILES[name], registries.plain, login=("mirror-bot", "registry-s3cret"))
+    try:
+        mirror.env["REGISTRY_ENDPOINTS"] = json.dumps({name: front.url, ECR_ACCOUNT_HOST: registries.ecr.url})
+        layout = seed(mirror, "private", "1")
+        source = f"{name}/{mirror.image('private')}:1"
+
+        without = mirror.invoke({"images": [source], "dryRun": True})
+        (record,) = without["images"]
+        assert record["status"] == "failed"
+        assert record["error"].startswith("source auth: token for ")
+        assert record["error"].endswith(
+            "the token endpoint refused an anonymous request (HTTP 401); the repository may need credentials, "
+            "and none were sent"
+        )
+
+        arn = mirror.session.client("secretsmanager").create_secret(
+            Name="ecr-mirror/private",
+            SecretString=json.dumps({"username": "mirror-bot", "password": "registry-s3cret"}),
+        )["ARN"]
+        mirror.env["REGISTRY_CREDENTIALS"] = json.dumps({name: arn})
+        dry = mirror.invoke({"images": [source], "dryRun": True})
+        (record,) = dry["images"]
+        assert (record["status"], record["sourceDigest"]) == ("missing", layout.digest)
+        logins = [s.authorization for s in front.requests if s.host in ("auth", "registry") and "token" in s.path]
+        assert logins[-1] == "Basic " + base64.b64encode(b"mirror-bot:registry-s3cret").decode()
+        assert all(s.authorization is None for s in front.seen("cdn"))
+        assert "registry-s3cret" not in json.dumps(dry)
+    finally:
+        front.close()

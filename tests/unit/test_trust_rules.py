@@ -26,6 +26,9 @@ REALMS = [
     (HUB, "https://auth.docker.io/token", True),  # Docker Hub's token service, for Docker Hub's own API host only
     (HUB, "https://registry-1.docker.io/token", True),
     ("https://mirror.gcr.io", "https://auth.docker.io/token", False),  # not Docker Hub's host: no exception
+    ("https://registry.gitlab.com", "https://gitlab.com/jwt/auth", True),  # GitLab.com's token service
+    ("https://registry.gitlab.com", "https://auth.docker.io/token", False),  # another registry's: no
+    ("https://gitlab.example.com", "https://gitlab.com/jwt/auth", False),  # a self-managed GitLab: its own host
     (HUB, "https://evil.example/token", False),
     (HUB, "http://auth.docker.io/token", REFUSED),  # plain http outside loopback
     ("https://ghcr.io", "http://ghcr.io/token", REFUSED),

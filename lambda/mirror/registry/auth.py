@@ -107,6 +107,11 @@ def fetch_token(
 
     reply = follow(str(realm), send, endpoints, what)
     if reply.status in (401, 403):
+        if credential is None:
+            raise AuthError(
+                f"{what}: the token endpoint refused an anonymous request (HTTP {reply.status}); the repository may "
+                "need credentials, and none were sent"
+            )
         raise AuthError(f"{what}: the token endpoint refused the credentials (HTTP {reply.status})")
     if not 200 <= reply.status < 300:
         raise AuthError(f"{what}: the token endpoint answered HTTP {reply.status}")
