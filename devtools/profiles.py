@@ -2,7 +2,10 @@
 
 Every behaviour carries where it is documented: the vendor's documentation, the registry's own source, or an
 established client's code, fixtures or a maintainer's trace in its issues. Where nothing documents a detail, the
-comment says so and the stand-in takes the spec's answer. The tests run the function and the build against each
+comment says so and the stand-in takes the spec's answer. Every one of them answers a manifest HEAD with
+`Docker-Content-Digest`, as the function needs (distribution's spec; gitlab-org/container-registry
+registry/handlers/manifests.go; Chainguard's docs resolve digests with `curl -sI`): the stand-in passes the real
+registry's through. The tests run the function and the build against each
 (tests/integration/test_source_registries.py); registry.k8s.io's front end is `devtools.registries.K8sFront`, in
 front of `ARTIFACT_REGISTRY` (tests/integration/test_redirects.py)."""
 

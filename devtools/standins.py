@@ -73,8 +73,6 @@ class Profile:
     #: what a request with a token it did not hand out (or one expired) gets: `unauthorized` (401 and a challenge)
     #: or another error kind of `errors` (public.ecr.aws: 400 DENIED, no challenge)
     invalid_token: str = "unauthorized"
-    #: whether a HEAD of a manifest carries Docker-Content-Digest
-    head_digest: bool = True
     #: the status a blob GET is redirected with, or None where the registry serves it itself
     blob_redirect: int | None = 307
     #: where it is redirected: `cdn`, a host of its own (absolute Location), or `self`, a download path on the
@@ -316,8 +314,6 @@ class RegistryFront(_Front):
             self._not_found(h, name, kind, reference)
             return
         keep = {k: v for k, v in headers.items() if k.lower() in ("content-type", "docker-content-digest", "etag")}
-        if kind == "manifests" and h.command == "HEAD" and not self.profile.head_digest:
-            keep = {k: v for k, v in keep.items() if k.lower() != "docker-content-digest"}
         if kind == "manifests" and self.profile.rate_limit:
             keep.update(self._rate_limit(h.command == "GET" and status == 200))
         self._send(h, status, data, keep, length=headers.get("Content-Length") if h.command == "HEAD" else None)
