@@ -53,7 +53,7 @@ DOCKER_HUB = Profile(
     # A blob GET is a 307 to Cloudflare's production.cloudflare.docker.com, a signed, expiring URL
     # (docker/docs manuals/docker-hub/usage, "allowlist": production.cloudflare.docker.com serves layers).
     blob_redirect=307,
-    blob_path="/registry-v2/docker/registry/v2/blobs/sha256/{digest}/data",
+    blob_path="/registry-v2/docker/registry/v2/blobs/sha256/{hex}/data",
     # Without `n`, every tag in one body; with it, pages and a relative Link `?last=…&n=…`
     # (docker/hub-feedback#1960; regclient's fixtures).
     tags=Tags(default=None, maximum=None, link="last={last}&n={n}"),
@@ -78,12 +78,12 @@ PROFILES: dict[str, Profile] = {
             name="ghcr.io",
             # `Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:<name>:pull"`; an anonymous
             # token is needed even for a public image (../shared/FACTS.md; GitHub docs, "Working with the Container
-            # registry"). The token answer is `{"token": …}` alone, no lifetime.
+            # registry", as clients quote it). The token answer is `{"token": …}` alone, no lifetime.
             service="ghcr.io",
             token_path="/token",
             # A blob GET is a 307 to pkg-containers.githubusercontent.com, signed (`se=`, `sig=`).
             blob_redirect=307,
-            blob_path="/ghcr1/blobs/sha256:{digest}",
+            blob_path="/ghcr1/blobs/sha256:{hex}",
             # tags/list: pages of at most 100, and a relative Link that says `n=0` (read as the default page)
             # (renovate lib/modules/datasource/docker fixtures; ../shared/FACTS.md).
             tags=Tags(default=100, maximum=100, link="last={last}&n=0"),
@@ -105,8 +105,11 @@ PROFILES: dict[str, Profile] = {
             ping_body=b"true",
             # A blob GET is a 302 to the storage's signed URL (quay/quay storage, `get_direct_download_url`: S3 or
             # CloudFront).
+            # From inside AWS (where the build runs) the redirect is to S3 itself, whose presigned URLs refuse a
+            # request that also carries an Authorization header; cdn0N.quay.io elsewhere.
             blob_redirect=302,
-            blob_path="/quayio-production-s3/sha256/{digest}",
+            blob_path="/quayio-production-s3/sha256/{hex}",
+            cdn_refuses_authorization=True,
             # tags/list pages of 100 (a larger `n` is cut to 100) with a relative Link `?n=…&last=…` (quay/quay
             # endpoints/v2/tag.py since June 2024; before, an opaque `next_page` and pages of 50).
             tags=Tags(default=100, maximum=100),
@@ -145,8 +148,9 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="gcr.io",
-            # `/v2/` is 401 `Bearer realm="https://gcr.io/v2/token",service="gcr.io"`; repository requests add
-            # `scope="repository:<name>:pull"` (containerd/containerd#4379's trace; kubernetes-sigs/promo-tools#632).
+            # `/v2/` is 401 `Bearer realm="https://gcr.io/v2/token",service="gcr.io"` (containerd/containerd#4379's
+            # trace; kubernetes-sigs/promo-tools#632); repository requests add `scope="repository:<name>:pull"`
+            # (clients' fixtures).
             service="gcr.io",
             token_path="/v2/token",
             # The token answer's fields are not documented; go-containerregistry reads `token`, `access_token` and
@@ -156,8 +160,9 @@ PROFILES: dict[str, Profile] = {
             # A public repository is read without any token (../shared/FACTS.md; ahmetb/serverless-registry-proxy
             # adds auth only for private ones), as Artifact Registry's are.
             anonymous_reads=True,
-            # gcr.io is served by Artifact Registry: a blob GET is a 302 to a relative, signed download path on the
-            # same host, readable without a token (ahmetb/serverless-registry-proxy#8).
+            # gcr.io is served by Artifact Registry, whose blob GET is a 302 to a relative, signed download path on
+            # the same host, readable without a token (ahmetb/serverless-registry-proxy#8, on pkg.dev); that gcr.io
+            # answers the same is not documented, and assumed here.
             blob_redirect=302,
             blob_host="self",
             blob_path="/artifacts-downloads/namespaces/gcr/repositories/{name}/downloads/{digest}",
@@ -169,8 +174,8 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="mcr.microsoft.com",
-            # Anonymous: no challenge, `_catalog` and tags/list readable as they are (microsoft/containerregistry
-            # README; docs/mcr-endpoints-guidance.md).
+            # Anonymous: `_catalog` and tags/list readable with no credential at all (microsoft/containerregistry
+            # README; docs/mcr-endpoints-guidance.md). Whether `/v2/` challenges is not documented: no challenge here.
             auth=False,
             # Content comes from the data endpoints `*.data.mcr.microsoft.com` (Azure Front Door): a blob GET is
             # redirected there (microsoft/containerregistry docs/client-firewall-rules.md, #55). The status is not
@@ -193,10 +198,10 @@ PROFILES: dict[str, Profile] = {
             # `{"token": …}` alone, good for 15 minutes on GitLab.com (gitlabhq app/controllers/jwt_controller.rb;
             # docs.gitlab.com user/gitlab_com, "Container registry"); anonymous tokens for public projects.
             token_lifetime=900,
-            # A blob GET (and HEAD) is a 307 to Google Cloud CDN, cdn.registry.gitlab-static.net, signed for 20
+            # A blob GET is a 307 to Google Cloud CDN, cdn.registry.gitlab-static.net, signed for 20
             # minutes (container-registry registry/storage/blobserver.go `ServeBlob`, googlecdn middleware).
             blob_redirect=307,
-            blob_path="/gitlab/docker/registry/v2/blobs/sha256/{digest}/data",
+            blob_path="/gitlab/docker/registry/v2/blobs/sha256/{hex}/data",
             # tags/list: 100 a page without `n`, `n` honoured, a relative Link `?last=…&n=…` (container-registry
             # registry/handlers/catalog.go `createLinkEntry`, `defaultMaximumReturnedEntries`).
             tags=Tags(default=100, maximum=None, link="last={last}&n={n}"),
@@ -230,7 +235,7 @@ PROFILES: dict[str, Profile] = {
             service="cgr.dev",
             token_path="/token",
             # A token is good for one repository only: reused on another, 403 (clowdhaus ocync docs, "Chainguard").
-            invalid_token="denied",
+            wrong_scope="denied",
             # Blobs come from Cloudflare R2 (`<account>.r2.cloudflarestorage.com`, edu.chainguard.dev
             # "network requirements"); the redirect's status is not documented: 307 here.
             blob_redirect=307,
@@ -252,7 +257,7 @@ PROFILES: dict[str, Profile] = {
             # A blob GET is a 307 to storage (`*.blob.core.windows.net`) or the registry's data endpoint, a link
             # good for 20 minutes (container-registry-dedicated-data-endpoints).
             blob_redirect=307,
-            blob_path="/mirrortest/docker/registry/v2/blobs/sha256/{digest}/data",
+            blob_path="/mirrortest/docker/registry/v2/blobs/sha256/{hex}/data",
             # tags/list honours `n` and `last`; the relative Link ends with an empty `orderby=` (AAD-OAuth.md,
             # "Pagination").
             tags=Tags(default=None, maximum=None, link="last={last}&n={n}&orderby="),

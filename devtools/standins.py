@@ -73,13 +73,19 @@ class Profile:
     #: what a request with a token it did not hand out (or one expired) gets: `unauthorized` (401 and a challenge)
     #: or another error kind of `errors` (public.ecr.aws: 400 DENIED, no challenge)
     invalid_token: str = "unauthorized"
+    #: what a good token without the repository's scope gets: `unauthorized` (401, a challenge saying
+    #: `error="insufficient_scope"`, as distribution's token auth answers) or another kind (cgr.dev: 403 denied)
+    wrong_scope: str = "unauthorized"
     #: the status a blob GET is redirected with, or None where the registry serves it itself
     blob_redirect: int | None = 307
     #: where it is redirected: `cdn`, a host of its own (absolute Location), or `self`, a download path on the
     #: registry's own host (a relative Location: Artifact Registry's /artifacts-downloads/)
     blob_host: Literal["cdn", "self"] = "cdn"
-    #: the path a blob's redirect names (`{digest}` and `{name}` filled in), before its signature
+    #: the path a blob's redirect names (`{digest}`, its `{hex}` and `{name}` filled in), before its signature
     blob_path: str = "/blobs/{digest}"
+    #: whether the CDN refuses a request that carries an Authorization header (S3's presigned URLs: "Only one auth
+    #: mechanism allowed"); elsewhere a CDN ignores it
+    cdn_refuses_authorization: bool = False
     #: what a blob HEAD answers, where not as a GET would (public.ecr.aws: 401 even with a token)
     blob_head_status: int | None = None
     #: Docker Hub's rate-limit headers on manifest answers, only GET counting as a pull
@@ -148,8 +154,8 @@ class RegistryFront(_Front):
 
     @property
     def realm(self) -> str:
-        if self._auth is not None:
-            return f"http://127.0.0.1:{self._auth.server_port}/token"
+        if self._auth is not None:  # another host name, as auth.docker.io is to registry-1.docker.io
+            return f"http://localhost:{self._auth.server_port}/token"
         return f"{self.url}{self.profile.token_path}"
 
     def seen(self, host: str) -> list[Seen]:
@@ -166,6 +172,11 @@ class RegistryFront(_Front):
     # -- answering ------------------------------------------------------------------------------------------------
 
     def _record(self, host: Literal["registry", "auth", "cdn"], h: BaseHTTPRequestHandler) -> None:
+        """Note the request, and read its body (none is used): on a kept connection it must not be read as the
+        next request."""
+        length = h.headers.get("Content-Length") or "0"
+        if length.isdigit() and int(length):
+            h.rfile.read(int(length))
         with self._lock:
             self.requests.append(Seen(host, h.command, h.path, h.headers.get("Authorization")))
 
@@ -212,9 +223,13 @@ class RegistryFront(_Front):
             grant = self._tokens.get(value)
         return grant[0] if grant is not None and grant[1] > time.monotonic() else None
 
-    def _refuse(self, h: BaseHTTPRequestHandler, scope: str | None, *, ping: bool = False) -> None:
-        """No token: 401 and the challenge. A token that is no good: the profile's `invalid_token` answer."""
-        kind = self.profile.invalid_token if h.headers.get("Authorization") else "unauthorized"
+    def _refuse(
+        self, h: BaseHTTPRequestHandler, scope: str | None, *, ping: bool = False, scoped: bool = False
+    ) -> None:
+        """No token: 401 and the challenge. A token that is no good: the profile's `invalid_token` answer; a good
+        one without the scope (`scoped`): its `wrong_scope` answer."""
+        p = self.profile
+        kind = (p.wrong_scope if scoped else p.invalid_token) if h.headers.get("Authorization") else "unauthorized"
         if ping and kind == "unauthorized" and self.profile.ping_body is not None:
             self._send(
                 h,
@@ -224,6 +239,8 @@ class RegistryFront(_Front):
             )
             return
         challenge = self._challenge(scope, ping=ping) if kind == "unauthorized" else None
+        if challenge is not None and scoped:
+            challenge["WWW-Authenticate"] += ',error="insufficient_scope"'
         self._error(h, kind, challenge)
 
     def _registry(self, h: BaseHTTPRequestHandler) -> None:
@@ -252,8 +269,8 @@ class RegistryFront(_Front):
         scope = f"repository:{name}:pull"
         if p.auth and not (p.anonymous_reads and not h.headers.get("Authorization")):
             grant = self._grant(h)
-            if grant is None or scope not in grant:
-                self._refuse(h, scope if p.challenge_scope else None)
+            if grant is None or not (scope in grant or "*" in grant):
+                self._refuse(h, scope if p.challenge_scope else None, scoped=grant is not None)
                 return
         if kind == "tags":
             self._tag_page(h, name)
@@ -274,11 +291,14 @@ class RegistryFront(_Front):
                 return
         query = parse_qs(urlsplit(h.path).query)
         granted = set()
-        for scope in query.get("scope", []):  # `repository:<name>:<actions>`: pull is granted to anyone
+        scopes = [part for value in query.get("scope", []) for part in value.split()]  # repeated, or space-separated
+        for scope in scopes:  # `repository:<name>:<actions>`: pull is granted to anyone
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
             if kind == "repository" and "pull" in actions.split(","):
                 granted.add(f"repository:{name}:pull")
+            elif self.profile.ping_scope is not None and scope == self.profile.ping_scope:
+                granted.add("*")  # the registry-wide scope its challenge names (public.ecr.aws: `aws`)
         value = secrets.token_urlsafe(32)
         body = self.profile.token_body(value)
         with self._lock:
@@ -353,7 +373,7 @@ class RegistryFront(_Front):
         signature = secrets.token_hex(16)
         with self._lock:
             self._signed[signature] = f"/v2/{name}/blobs/{digest}"
-        path = self.profile.blob_path.format(digest=digest, name=name)
+        path = self.profile.blob_path.format(digest=digest, hex=digest.partition(":")[2], name=name)
         expires = int(time.time()) + 600
         signed = f"{path}?{urlencode({'expires': expires, 'signature': signature})}"
         location = signed if self.profile.blob_host == "self" else self.cdn_url + signed
@@ -367,17 +387,17 @@ class RegistryFront(_Front):
 
     def _serve_blob(self, h: BaseHTTPRequestHandler, *, record: bool = True) -> None:
         """The CDN: a blob on the URL the registry signed, to anyone holding it, and nothing else. It is another
-        host: a client that sent the registry's Authorization header here would leak it (S3 even refuses such a
-        request: "Only one auth mechanism allowed")."""
+        host: a client that sent the registry's Authorization header here would leak it (`requests` records it)."""
         if record:
             self._record("cdn", h)
         query = parse_qs(urlsplit(h.path).query)
         with self._lock:
             target = self._signed.get(query.get("signature", [""])[0])
-        if target is None or h.command not in ("GET", "HEAD") or int(query.get("expires", ["0"])[0]) < time.time():
+        expires = query.get("expires", [""])[0]
+        if target is None or h.command not in ("GET", "HEAD") or not expires.isdigit() or int(expires) < time.time():
             self._send(h, 403, b"<Error><Code>AccessDenied</Code></Error>", {"Content-Type": "application/xml"})
             return
-        if record and h.headers.get("Authorization"):  # on its own host, the registry's token is its own business
+        if record and h.headers.get("Authorization") and self.profile.cdn_refuses_authorization:
             self._send(
                 h,
                 400,
@@ -386,7 +406,13 @@ class RegistryFront(_Front):
             )
             return
         status, headers, data = self._behind_request(h.command, target, {})
-        self._send(h, status, data, {"Content-Type": headers.get("Content-Type", "application/octet-stream")})
+        self._send(
+            h,
+            status,
+            data,
+            {"Content-Type": headers.get("Content-Type", "application/octet-stream")},
+            length=headers.get("Content-Length") if h.command == "HEAD" else None,
+        )
 
     # -- tag lists ------------------------------------------------------------------------------------------------
 
@@ -402,8 +428,8 @@ class RegistryFront(_Front):
         after = [t for t in tags if last is None or t > last]
         asked = query.get("n", [""])[0]
         size = int(asked) if asked.isdigit() and int(asked) > 0 and rules.honours_n else rules.default
-        if size is not None and rules.maximum is not None:
-            size = min(size, rules.maximum)
+        if rules.maximum is not None:
+            size = rules.maximum if size is None else min(size, rules.maximum)
         page = after if size is None else after[:size]
         headers = {"Content-Type": "application/json"}
         if size is not None and len(after) > size and page:

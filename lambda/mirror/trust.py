@@ -21,7 +21,7 @@ DOCKER_HUB_REGISTRY = "registry-1.docker.io"
 DOCKER_HUB_AUTH = "auth.docker.io"
 #: registry API hosts whose token service is on a host of its own, named by the registry's own documentation: the
 #: only realms on another host that receive the registry's credentials (Docker Hub's; GitLab.com's, whose registry
-#: challenges for https://gitlab.com/jwt/auth: docs.gitlab.com administration/packages/container_registry)
+#: challenges for https://gitlab.com/jwt/auth: gitlab-org/container-registry's token access controller)
 TOKEN_SERVICES = {DOCKER_HUB_REGISTRY: DOCKER_HUB_AUTH, "registry.gitlab.com": "gitlab.com"}
 #: names that mean Docker Hub in an image reference or a copy's source
 DOCKER_HUB_HOSTS = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_REGISTRY})

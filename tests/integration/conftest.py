@@ -17,6 +17,7 @@ import pytest
 import requests
 from moto import mock_aws
 
+from devtools.buildspec import BuildRun, run_build_phase
 from devtools.context import FakeLambdaContext
 from devtools.images import Layout, push, write_image
 from devtools.localaws import PROJECT, create_copy_project, record_builds
@@ -27,6 +28,7 @@ from devtools.registries import (
     HubProxy,
     Registry,
     TokenServer,
+    auth_file,
     push_token,
     put_tags,
 )
@@ -72,6 +74,22 @@ def ecr_digest(mirror: Mirror, repository: str, reference: str) -> str | None:
         timeout=5,
     )
     return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
+
+
+def copy_entries(mirror: Mirror, entries: list[dict[str, Any]], workdir: Path) -> BuildRun:
+    """The real build's copy of MIRROR_IMAGES `entries` into the ECR-side registry, with the deployment's
+    endpoints; asserts it succeeded and copied each entry."""
+    auth = auth_file(workdir / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
+    run = run_build_phase(
+        entries,
+        auth,
+        cwd=workdir,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=mirror.env["REGISTRY_ENDPOINTS"],
+    )
+    assert run.returncode == 0, run.output
+    assert len(run.lines("COPIED")) == len(entries), run.output
+    return run
 
 
 @dataclass
