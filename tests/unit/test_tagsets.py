@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from mirror.tagsets import RuleError, Version, compile_pattern, parse_range, parse_rule, parse_version
+from mirror.tagsets import Alternative, RuleError, Version, compile_pattern, parse_range, parse_rule, parse_version
 
 TAGS = [
     "latest", "mainline", "stable", "stable-perl", "alpine",
@@ -42,14 +42,16 @@ def test_the_version_grammar(tag: str, version: Version | None) -> None:
 @pytest.mark.parametrize(
     ("rule", "selected"),
     [
-        ({"semver": ">=1.26 <2"}, ["1.27.3.1", "1.27.3", "1.27.0", "1.27", "1.26.2", "v1.26.1", "1.26.0", "1.26"]),
-        ({"semver": ">=1.26 <2", "latest": 3}, ["1.27.3.1", "1.27.3", "1.27.0"]),
-        # a tie: 1.27.0 and 1.27 are the same version; the one with more parts ranks first
-        ({"semver": "<1.27.1 >=1.27", "latest": 1}, ["1.27.0"]),
+        # releases newest first, each with the shorter tags that name it: 1.27 and 1.27.3 float to 1.27.3.1
+        ({"semver": ">=1.26 <2"}, ["1.27.3.1", "1.27.3", "1.27", "1.27.0", "1.26.2", "1.26", "v1.26.1", "1.26.0"]),
+        # latest counts releases, not names (without digests, by the names: see the module's docstring)
+        ({"semver": ">=1.26 <2", "latest": 3}, ["1.27.3.1", "1.27.3", "1.27", "1.27.0", "1.26.2", "1.26"]),
+        # within the range, 1.27 names the newest 1.27.x there is: one release
+        ({"semver": "<1.27.1 >=1.27", "latest": 1}, ["1.27.0", "1.27"]),
         ({"semver": "=1.27"}, ["1.27.0", "1.27"]),
-        ({"semver": "1.27"}, ["1.27.3.1", "1.27.3", "1.27.0", "1.27"]),  # a bare version: 1.27.x
+        ({"semver": "1.27"}, ["1.27.3.1", "1.27.3", "1.27", "1.27.0"]),  # a bare version: 1.27.x
         ({"semver": "<1.26 || >=2"}, ["20", "2.0.0", "1.25.5", "1.25", "1", "0.3.0", "0.2.9", "0.2.3"]),
-        ({"semver": "~1.26"}, ["1.26.2", "v1.26.1", "1.26.0", "1.26"]),
+        ({"semver": "~1.26"}, ["1.26.2", "1.26", "v1.26.1", "1.26.0"]),
         ({"semver": "^0.2.3"}, ["0.2.9", "0.2.3"]),
         ({"semver": "^1.27.1", "latest": 2}, ["1.27.3.1", "1.27.3"]),
         ({"semver": ">= 20"}, ["20"]),  # without a variant, only tags without one
@@ -58,7 +60,7 @@ def test_the_version_grammar(tag: str, version: Version | None) -> None:
         ({"variant": "bookworm-slim"}, ["20-bookworm-slim"]),
         ({"match": r"^1\.27\.\d+$"}, ["1.27.3", "1.27.0"]),  # match is a full match: 1.27.3.1 and -alpine are out
         ({"match": r"1\.27"}, ["1.27"]),
-        ({"match": r"1\.27.*", "exclude": "-"}, ["1.27.3.1", "1.27.3", "1.27.0", "1.27", "1.27.3a"]),  # exclude: search
+        ({"match": r"1\.27.*", "exclude": "-"}, ["1.27.3.1", "1.27.3", "1.27", "1.27.0", "1.27.3a"]),  # exclude: search
         ({"match": "stable.*|mainline"}, ["mainline", "stable", "stable-perl"]),  # non-version tags: match only
         ({"match": "latest", "semver": ">=0"}, []),  # semver selects versions only
         ({"semver": ">=3"}, ["20"]),
@@ -102,6 +104,9 @@ def test_a_tag_listed_twice_is_selected_once() -> None:
         ({"latest": True}, "whole number"),
         ({"latest": "3"}, "whole number"),
         ({"variant": "al pine"}, "variant"),
+        ({"variant": []}, "a list of at most 50"),
+        ({"variant": ["alpine", 3]}, "variant must be"),
+        ({"semver": ">=3.20 <20260101"}, "joins a calendar bound"),
     ],
 )
 def test_bad_rules_are_refused_with_the_reason(rule: object, reason: str) -> None:
@@ -116,7 +121,12 @@ def test_a_numeric_semver_from_yaml_is_a_range() -> None:
 
 def test_describe_names_the_rule_for_the_report() -> None:
     assert parse_rule({"semver": ">=1.26 <2", "latest": 3}).describe() == "semver >=1.26 <2, latest 3"
-    assert parse_range(">=1.26 <2 || =3") == (((">=", (1, 26, 0, 0)), ("<", (2, 0, 0, 0))), (("=", (3, 0, 0, 0)),))
+    assert parse_range(">=1.26 <2 || =3 || >=20250101") == (
+        Alternative(False, ((">=", (1, 26, 0, 0)), ("<", (2, 0, 0, 0)))),
+        Alternative(False, (("=", (3, 0, 0, 0)),)),
+        Alternative(True, ((">=", (20250101, 0, 0, 0)),)),
+    )
+    assert parse_rule({"variant": ["glibc", "musl"], "latest": 1}).describe() == "variant [glibc, musl], latest 1"
 
 
 def test_a_nested_quantifier_on_a_long_tag_answers_at_once() -> None:
@@ -158,3 +168,75 @@ def test_re2_answers_as_pythons_re_for_the_documented_patterns(pattern: str) -> 
     for tag in PARITY_TAGS:
         assert bool(compiled.fullmatch(tag)) == bool(python.fullmatch(tag)), tag
         assert bool(compiled.search(tag)) == bool(python.search(tag)), tag
+
+
+# Schemes: a tag whose first number reads as a year or a date is a calendar tag, compared only with calendar bounds.
+ALPINE = ["3.19", "3.19.4", "3.20", "3.20.3", "3.21.0", "3.21", "20240606", "20250108", "20260805", "edge", "3"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "selected"),
+    [
+        ({"semver": ">=3.20", "latest": 2}, ["3.21.0", "3.21", "3.20.3", "3.20"]),
+        ({"semver": ">=20250101"}, ["20260805", "20250108"]),
+        ({"semver": ">=3.20 || >=20260101"}, ["3.21.0", "3.21", "3.20.3", "3.20", "20260805"]),
+        # latest counts within each scheme: the newest release and the newest date
+        ({"semver": ">=3.20 || >=20250101", "latest": 1}, ["3.21.0", "3.21", "20260805"]),
+        ({"latest": 1}, ["3.21.0", "3.21", "3"]),  # without a range, calendar tags are never counted
+        ({"match": "2026.*"}, ["20260805"]),  # a bare pattern sees every tag
+    ],
+)
+def test_a_range_compares_releases_of_its_own_scheme(rule: dict[str, object], selected: list[str]) -> None:
+    assert parse_rule(rule).select(ALPINE) == selected
+
+
+def test_numbers_of_any_length_are_versions() -> None:
+    tags = ["1700000000", "1700000001", "17000000011", "9"]
+    assert parse_rule({"latest": 2}).select(tags) == ["17000000011", "1700000001"]
+    assert parse_rule({"semver": ">1700000000"}).select(tags) == ["17000000011", "1700000001"]
+    assert parse_version("20260805") == Version((20260805, 0, 0, 0), 1, None, calendar=True)
+
+
+def test_latest_counts_a_digest_once_under_every_name() -> None:
+    tags = ["26.7.0", "26.7", "26", "26.6.1", "26.6", "25.9.0", "25.9", "25", "current", "latest"]
+    one, two, three = ("sha256:" + c * 64 for c in "abc")
+    digests = {"26.7.0": one, "26.7": one, "26": one, "26.6.1": two, "26.6": two, "25.9.0": three}
+    rule = parse_rule({"semver": ">=20", "latest": 2})
+    candidates = rule.candidates(tags)
+    assert candidates.wanted({}) == ["26.7.0", "26.7", "26", "26.6.1", "26.6"]  # two releases by name: asked first
+    assert candidates.wanted(digests) == []
+    assert rule.select(tags, digests) == ["26.7.0", "26.7", "26", "26.6.1", "26.6"]
+    # 26.6 still names the image 26.7.0 is: one release so far, so the next group is asked for and counted
+    moved = {**digests, "26.6.1": one, "26.6": one}
+    assert candidates.wanted(moved) == ["25.9", "25"]  # 25.9.0's digest is known already
+    assert rule.select(tags, {**moved, "25.9": three, "25": three}) == [
+        "26.7.0", "26.7", "26", "26.6.1", "26.6", "25.9.0", "25.9", "25",
+    ]  # fmt: skip
+
+
+def test_variants_as_people_use_them() -> None:
+    busybox = ["1.36.1", "1.36.1-glibc", "1.36.1-uclibc", "1.36.1-musl", "1.37.0-glibc", "1.37.0-musl", "musl"]
+    assert parse_rule({"match": r"1\.36\.1-(glibc|uclibc|musl)"}).select(busybox) == [
+        "1.36.1-glibc", "1.36.1-musl", "1.36.1-uclibc",
+    ]  # fmt: skip
+    assert parse_rule({"variant": ["glibc", "musl"], "latest": 1}).select(busybox) == ["1.37.0-glibc", "1.37.0-musl"]
+    assert parse_rule({"semver": "1.36", "variant": "any"}).select(busybox) == [
+        "1.36.1", "1.36.1-glibc", "1.36.1-musl", "1.36.1-uclibc",
+    ]  # fmt: skip
+    assert parse_rule({"variant": "any", "latest": 1}).select(busybox) == [
+        "1.36.1", "1.37.0-glibc", "1.37.0-musl", "1.36.1-uclibc",
+    ]  # fmt: skip
+
+
+def test_every_tag_left_out_says_why() -> None:
+    selection = parse_rule({"semver": ">=3.20", "latest": 1, "exclude": "^3$"}).candidates(ALPINE).selection()
+    assert selection.tags == ("3.21.0", "3.21")
+    assert dict(selection.left_out) == {
+        "outside the range": ("3.19", "3.19.4"),
+        "a calendar tag (a year or a date: only a calendar range such as >=20250101 selects it)": (
+            "20240606", "20250108", "20260805",
+        ),
+        "not a version": ("edge",),
+        "excluded by exclude": ("3",),
+        "older than the 1 newest release": ("3.20.3", "3.20"),
+    }  # fmt: skip
