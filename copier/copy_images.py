@@ -6,8 +6,9 @@ Nothing from the variable reaches a shell: it is parsed as JSON, each string is 
 (the target must be <this account's registry>/$TARGET_PREFIX/..., the source pinned by digest), and skopeo runs
 from an argument list. What the build trusts it derives: this account's registry from CODEBUILD_BUILD_ARN (a
 StartBuild caller cannot set a CODEBUILD_ variable), an entry's registry from its source host (an entry naming
-another is refused). One line per entry: COPIED, FAILED <target>: <reason>, DEFERRED <target>: <reason> or
-REFUSED entry <n>: <reason>.
+another is refused). An entry marked `retag` (pulls 0) names a digest the target repository already holds: its tag
+is written from that manifest (tag()), and its source is sent no request. One line per entry: COPIED, FAILED
+<target>: <reason>, DEFERRED <target>: <reason> or REFUSED entry <n>: <reason>.
 
 Copies run COPY_CONCURRENCY at a time, those into one repository one after another (a tag set's tags share
 layers). Before each Docker Hub copy the build reads its own `ratelimit-remaining` with a HEAD of a manifest at
@@ -63,6 +64,7 @@ TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 SOURCE = re.compile(rf"({HOST})/({PATH})@({DIGEST})")
 MAX_LENGTH = 512
 FIELDS = {"source", "target", "digest", "registry", "pulls"}
+OPTIONAL = {"retag"}
 #: seconds one entry (its quota check, copy and tag) may take before it fails with "timeout" (the next still run)
 DEFAULT_TIMEOUT = 900
 DEFAULT_CONCURRENCY = 4
@@ -88,8 +90,9 @@ ECR_DOMAINS = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov
 @dataclass(frozen=True)
 class Job:
     """One checked entry: the source (its host and repository path), the target (its host and repository), the
-    digest, the source's registry as users name it (derived from the source host), and the Docker Hub pulls the
-    function estimated."""
+    digest, the source's registry as users name it (derived from the source host), the Docker Hub pulls the
+    function estimated, and whether it is a re-tag (the digest is in the target repository already: the tag is
+    written from that manifest, and the source is sent no request)."""
 
     number: int
     source: str
@@ -102,6 +105,7 @@ class Job:
     digest: str
     registry: str
     pulls: int
+    retag: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,8 +224,11 @@ def check(
     """The entry as a Job, or None and the reason it is refused. Its registry is derived from the source host by
     the function's rule (`endpoints`: REGISTRY_ENDPOINTS): Docker Hub's credential, quota and pull count follow
     it, so an entry naming another registry than its source's is refused."""
-    if not isinstance(entry, dict) or set(entry) != FIELDS:
-        return None, "entry must be an object with exactly source, target, digest, registry and pulls"
+    if not isinstance(entry, dict) or not FIELDS <= set(entry) <= FIELDS | OPTIONAL:
+        return None, "entry must be an object with exactly source, target, digest, registry and pulls (and retag)"
+    retag = entry.get("retag", False)
+    if retag is not True and "retag" in entry:
+        return None, "retag, where given, must be true"
     if not all(isinstance(entry[k], str) and len(entry[k]) <= MAX_LENGTH for k in FIELDS - {"pulls"}):
         return None, "source, target, digest and registry must be strings of at most 512 characters"
     source, wanted, digest, registry, pulls = (entry[k] for k in ("source", "target", "digest", "registry", "pulls"))
@@ -240,8 +247,11 @@ def check(
         return None, f"registry {registry} is not the registry of the source's host {host} ({derived})"
     if type(pulls) is not int or not 0 <= pulls <= MAX_PULLS:
         return None, f"pulls is not a whole number from 0 to {MAX_PULLS}"
+    if retag and pulls:
+        return None, "a re-tag costs no pull: its pulls must be 0"
     repository = f"{t.group(1)}/{t.group(2)}"
-    return Job(index, source, host, path, wanted, t.group(1), repository, t.group(3), digest, derived, pulls), None
+    job = Job(index, source, host, path, wanted, t.group(1), repository, t.group(3), digest, derived, pulls, retag)
+    return job, None
 
 
 def skopeo(args: list[str], timeout: float, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
@@ -604,6 +614,13 @@ def copy_all(
         for job in queue:
             deadline = Deadline.start(timeout)  # the quota check, the copy and the tag: one entry's time
             try:
+                if job.retag:  # the digest is in the repository already: no upstream request, no pull
+                    reason, _ = tag(job, deadline.at, environ)
+                    if reason:
+                        ledger.line(f"FAILED {job.target}: {reason}")
+                    else:
+                        ledger.line(f"COPIED {job.repository}@{job.digest} -> {job.target}", copied=True)
+                    continue
                 why = quota.admit(job, deadline.at)
                 if why is not None:
                     ledger.line(f"DEFERRED {job.target}: {why}", deferred=True)

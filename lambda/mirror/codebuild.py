@@ -233,7 +233,9 @@ class BuildStartError(Exception):
 
 
 def mirror_images(copies: Sequence[Copy], source_location: Callable[[str], str], target_host: str) -> str:
-    """The JSON array the buildspec reads: registries named as the build must reach them."""
+    """The JSON array the buildspec reads: registries named as the build must reach them. A re-tag (`retag`: true,
+    `pulls`: 0) names its upstream source as a copy does, but the build writes it from the target repository's own
+    manifest of that digest and sends the source no request."""
     return json.dumps(
         [
             {
@@ -242,6 +244,7 @@ def mirror_images(copies: Sequence[Copy], source_location: Callable[[str], str],
                 "digest": c.digest,
                 "registry": c.source.registry,  # as users write it: docker.io even where an endpoint maps it
                 "pulls": c.pulls,
+                **({"retag": True} if c.retag else {}),
             }
             for c in copies
         ],

@@ -19,7 +19,7 @@ from .references import (
     parse_reference,
     parse_target,
 )
-from .tagsets import RuleError, TagRule, parse_rule
+from .tagsets import RuleError, Selection, TagRule, parse_rule
 
 MAX_ENTRIES = 20_000
 MAX_LIST_BYTES = 8 * 1024 * 1024
@@ -357,12 +357,13 @@ def parse_entries(
 def expand_tag_sets(
     images: Sequence[object],
     entries: Sequence[Entry],
-    listings: Mapping[int, list[str] | str],
+    listings: Mapping[int, Selection | list[str] | str],
     prefix: str | Naming,
     sources: Collection[str] | None = None,
 ) -> list[Entry]:
-    """The list with each tag set replaced by the tags its rule selects from `listings` (entry index -> the tags,
-    or why they could not be listed), each checked and copied as a single-tag entry with `rule` naming its set.
+    """The list with each tag set replaced by the tags its rule selected (`listings`: entry index -> the selection,
+    the tags listed for the rule to select from without digests, or why they could not be listed), each checked
+    and copied as a single-tag entry with `rule` naming its set.
     A rule that selects nothing, or whose listing failed, stays as one record that fails with the reason.
 
     The expanded list is capped at MAX_ENTRIES records, as the list itself is: every entry keeps at least its one
@@ -386,7 +387,8 @@ def expand_tag_sets(
         if isinstance(listed, str):
             items = [_Failed(entry.text, listed)]
         else:
-            selected = tag_set.rule.select(listed)
+            selection = listed if isinstance(listed, Selection) else tag_set.rule.candidates(listed).selection()
+            selected = selection.tags
             kept, spare = _fit(len(selected), spare)
             items = [
                 {"source": f"{entry.source.name}:{tag}", "target": f"{tag_set.repository}:{tag}"}
@@ -394,7 +396,7 @@ def expand_tag_sets(
             ]
             if not selected:
                 items.append(
-                    _Failed(entry.text, f"tags: the rule selects none of the {len(listed)} tags of {entry.text}")
+                    _Failed(entry.text, f"tags: the rule selects none of the {selection.listed} tags of {entry.text}")
                 )
             elif kept < len(selected):
                 items.append(

@@ -1,4 +1,5 @@
-"""The plan: a pure function of the list, the source digests and the target digests; no I/O."""
+"""The plan and the admission of its copies: pure functions of the list, the checks, the builds in flight and the
+Docker Hub pulls left; no I/O."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from .imagelist import Entry
-from .references import ImageRef, Target
+from .references import DOCKER_HUB, ImageRef, Target
 
 
 class Status(StrEnum):
@@ -31,6 +32,8 @@ class Check:
 
     `complete` is False when the deadline cut the check short: the next run checks that entry first. `pulls` is
     what copying it costs, where known: one for a single manifest, else what the copy in ECR counts (its manifests).
+    `mirrored` is True when the target repository already holds the source digest (under another tag, or none):
+    the copy is then a re-tag written from ECR's own manifest, and costs no pull.
     """
 
     source_digest: str | None = None
@@ -38,12 +41,18 @@ class Check:
     error: str | None = None
     complete: bool = True
     pulls: int | None = None
+    mirrored: bool = False
 
 
 @dataclass(frozen=True)
 class Copy:
     """One image to copy: the source pinned by the digest that was compared, so the copy is the image checked.
-    `pulls`: what the copy is estimated to cost on a registry that counts pulls (one per manifest fetched)."""
+    `pulls`: what the copy is estimated to cost on a registry that counts pulls (one per manifest fetched).
+
+    A `retag` is written from the manifest the target repository already holds under that digest, through the
+    registry API: no upstream request, no pull. `after` names the copy (by index) of this run that brings the
+    digest first, when the repository does not hold it yet: the re-tag is written after it, in the same build.
+    """
 
     index: int
     source: ImageRef
@@ -51,6 +60,8 @@ class Copy:
     digest: str
     status: Status
     pulls: int
+    retag: bool = False
+    after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,28 +103,114 @@ def decide(entry: Entry, check: Check | None) -> Decision:
         return Decision(entry.index, Status.UNCHANGED, check.source_digest, check.target_digest)
     status = Status.MISSING if check.target_digest is None else Status.CHANGED
     source = replace(entry.source, digest=check.source_digest)
+    pulls = 0 if check.mirrored else check.pulls if check.pulls is not None else ASSUMED_PULLS
     copy = Copy(
         entry.duplicate_of if entry.duplicate_of is not None else entry.index,
         source,
         entry.target,
         check.source_digest,
         status,
-        check.pulls if check.pulls is not None else ASSUMED_PULLS,
+        pulls,
+        retag=check.mirrored,
     )
     return Decision(entry.index, status, check.source_digest, check.target_digest, copy=copy)
 
 
 def plan(entries: Sequence[Entry], checks: Mapping[int, Check]) -> Plan:
-    """Decide every entry; a duplicate takes the check of the entry it repeats. `checks` is keyed by entry index."""
-    return Plan(
-        tuple(
-            decide(entry, checks.get(entry.duplicate_of if entry.duplicate_of is not None else entry.index))
-            for entry in entries
-        )
-    )
+    """Decide every entry; a duplicate takes the check of the entry it repeats. `checks` is keyed by entry index.
+
+    Never pay twice: of the copies that bring one new digest into one repository, the first (in list order) is
+    copied and charged; the others are re-tags written after it (`after`).
+    """
+    decisions = [
+        decide(entry, checks.get(entry.duplicate_of if entry.duplicate_of is not None else entry.index))
+        for entry in entries
+    ]
+    first: dict[tuple[str, str], int] = {}
+    for i, decision in enumerate(decisions):
+        copy = decision.copy
+        if copy is None or copy.retag or copy.index != decision.index:
+            continue
+        key = (copy.target.repository, copy.digest)
+        if key in first:
+            decisions[i] = replace(decision, copy=replace(copy, pulls=0, retag=True, after=first[key]))
+        else:
+            first[key] = copy.index
+    return Plan(tuple(decisions))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one planned copy: its build, or why it was not started (`invalid`: it must never be;
+    `inflight`: a build already queued or running copies that target, `build` names it; `deferred`: its Docker Hub
+    pulls do not fit above the reserve now)."""
+
+    build: str | None = None
+    error: str | None = None
+    invalid: bool = False
+    inflight: bool = False
+    deferred: bool = False
+
+
+def admit(
+    copies: Sequence[Copy],
+    in_flight: Mapping[str, tuple[str, str]],
+    *,
+    pulls_left: int | None,
+    reserve: int,
+) -> tuple[dict[int, Outcome], list[Copy]]:
+    """Which copies start, in list order, and why each other one waits: pure.
+
+    `in_flight` maps a target (`repository:tag`) a queued or running build writes to (digest, build). A target in
+    flight is never started again (a different digest waits for that build); a digest in flight into the same
+    repository under another tag waits too (the next run re-tags it, free). With `pulls_left` (Docker Hub's
+    remaining pulls above the reserve, known when the run uses Docker Hub credentials) Docker Hub copies start
+    only while their estimated pulls fit. A re-tag after a copy that does not start waits with it.
+    """
+    held_digests = {(target.rpartition(":")[0], digest): build for target, (digest, build) in in_flight.items()}
+    waiting: dict[int, Outcome] = {}
+    ready: list[Copy] = []
+    for c in copies:
+        held = in_flight.get(str(c.target))
+        carried = held_digests.get((c.target.repository, c.digest))
+        if held is not None:
+            digest, build = held
+            why = "already being copied" if digest == c.digest else f"waiting: {digest} is being copied"
+            waiting[c.index] = Outcome(build, f"inflight: {why} by build {build}", inflight=True)
+        elif carried is not None and not c.retag:
+            waiting[c.index] = Outcome(
+                carried,
+                f"inflight: waiting: {c.digest} is being copied into {c.target.repository} by build {carried}; "
+                "the next run re-tags it",
+                inflight=True,
+            )
+        elif c.after is not None and c.after in waiting:
+            waiting[c.index] = waiting[c.after]
+        elif c.source.registry == DOCKER_HUB and pulls_left is not None and c.pulls > pulls_left:
+            waiting[c.index] = Outcome(
+                error=f"deferred: {c.pulls} pulls needed, {max(pulls_left, 0)} left above the reserve of {reserve} "
+                "until the window resets",
+                deferred=True,
+            )
+        else:
+            if c.source.registry == DOCKER_HUB and pulls_left is not None:
+                pulls_left -= c.pulls
+            ready.append(c)
+    return waiting, ready
 
 
 def batches(copies: Sequence[Copy], size: int) -> Iterator[tuple[Copy, ...]]:
-    """Groups of at most `size` copies, in order: few builds, since accounts may run only one at a time."""
-    for start in range(0, len(copies), size):
-        yield tuple(copies[start : start + size])
+    """Groups of about `size` copies, in order: few builds, since accounts may run only one at a time. A re-tag
+    goes in the build of the copy it follows (right after it), so a batch grows past `size` rather than split them.
+    """
+    groups: dict[int, list[Copy]] = {}
+    for c in copies:
+        groups.setdefault(c.after if c.after is not None and c.after in groups else c.index, []).append(c)
+    batch: list[Copy] = []
+    for group in groups.values():
+        if batch and len(batch) + len(group) > size:
+            yield tuple(batch)
+            batch = []
+        batch.extend(group)
+    if batch:
+        yield tuple(batch)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .ecr import aws_error
 from .imagelist import Entry
-from .planning import Plan, Status
+from .planning import Outcome, Plan, Status
 from .references import DOCKER_HUB
 from .state import Place
 
@@ -26,19 +25,6 @@ KEEP_FIRST = (
     Status.INFLIGHT,
     Status.UNCHANGED,
 )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one planned copy: its build, or why it was not started (`invalid`: it must never be;
-    `inflight`: a build already queued or running copies that target, `build` names it; `deferred`: its Docker Hub
-    pulls do not fit above the reserve now)."""
-
-    build: str | None = None
-    error: str | None = None
-    invalid: bool = False
-    inflight: bool = False
-    deferred: bool = False
 
 
 def records(
@@ -68,6 +54,8 @@ def records(
         }
         if decision.copy is not None and decision.copy.source.registry == DOCKER_HUB:
             record["pulls"] = decision.copy.pulls  # what its copy is estimated to cost of Docker Hub's quota
+        if decision.copy is not None and decision.copy.retag:
+            record["retag"] = True  # written from the digest the repository holds: no upstream request
         if entry.rule is not None:
             record["rule"] = entry.rule
         out.append(record)

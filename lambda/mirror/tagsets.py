@@ -198,36 +198,51 @@ class Selection:
     tags: tuple[str, ...]
     left_out: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
+    @property
+    def listed(self) -> int:
+        """How many tags the rule chose from."""
+        return len(self.tags) + sum(len(tags) for tags in self.left_out.values())
+
 
 @dataclass(frozen=True)
 class Candidates:
     """The tags a rule's filters let through, before `latest` counts releases: for each variant (in the rule's
-    order), its releases as the tag names say (`groups`, newest first, each a release's tags best first)."""
+    order) and scheme, its releases as the tag names say (`groups`, newest first: each the newest tag of its
+    numbers, then the shorter tags that float to it)."""
 
     latest: int | None
     buckets: tuple[tuple[tuple[str, ...], ...], ...]
     others: tuple[str, ...]
     left_out: Mapping[str, tuple[str, ...]]
 
+    def _walk(self, bucket: tuple[tuple[str, ...], ...], digests: Mapping[str, str | None]) -> tuple[int, list[str]]:
+        """How many of a bucket's groups `latest` looks at, and the releases they count, in order. A release is
+        what a group's first (most specific) tag names: its digest, or the group where the digest is unknown. A
+        shorter tag never counts a release of its own: a stale alias (`8-alpine3.22` still on 8.4.0) only ever
+        joins a release already counted."""
+        releases: dict[str, None] = {}
+        for walked, group in enumerate(bucket):
+            if self.latest is not None and len(releases) >= self.latest:
+                return walked, list(releases)
+            releases.setdefault(_release(group[0], group, digests))
+        return len(bucket), list(releases)
+
     def wanted(self, digests: Mapping[str, str | None]) -> list[str]:
-        """The tags whose digests `latest` still needs (those not yet in `digests`): each variant's groups, newest
+        """The tags whose digests `latest` still needs (those not yet in `digests`): each bucket's groups, newest
         first, until N releases are counted with what is known. Asked again after the answers, it names the next
-        groups when tags that name one image merged releases, and nothing once the count is settled."""
+        groups where tags that name one image merged releases, and nothing once the count is settled."""
         if self.latest is None:
             return []
         asked: list[str] = []
         for bucket in self.buckets:
-            releases: set[str] = set()
-            for group in bucket:
-                if len(releases) >= self.latest:
-                    break
-                asked.extend(t for t in group if t not in digests)
-                releases.update(_release(t, group, digests) for t in group)
+            walked, _ = self._walk(bucket, digests)
+            asked.extend(t for group in bucket[:walked] for t in group if t not in digests)
         return asked
 
     def selection(self, digests: Mapping[str, str | None] | None = None) -> Selection:
-        """The selected tags: with `latest`, every tag of each variant's N newest releases (tags with one digest
-        are one release; without digests, the groups the tag names make); else every candidate."""
+        """The selected tags: with `latest`, each bucket's N newest releases under every name of theirs among the
+        groups counted (tags with one digest are one release; without digests, the groups the names make); else
+        every candidate."""
         digests = digests or {}
         left_out = {k: list(v) for k, v in self.left_out.items()}
         chosen: list[str] = []
@@ -235,17 +250,19 @@ class Candidates:
             if self.latest is None:
                 chosen.extend(t for group in bucket for t in group)
                 continue
-            releases: dict[str, list[str]] = {}
+            walked, releases = self._walk(bucket, digests)
+            named: dict[str, list[str]] = {r: [] for r in releases}
             older = f"older than the {self.latest} newest release{'s' if self.latest > 1 else ''}"
-            for group in bucket:
+            for group in bucket[:walked]:
                 for tag in group:
                     key = _release(tag, group, digests)
-                    if key in releases or len(releases) < self.latest:
-                        releases.setdefault(key, []).append(tag)
+                    if key in named:
+                        named[key].append(tag)
                     else:
-                        left_out.setdefault(older, []).append(tag)
-            chosen.extend(t for tags in releases.values() for t in tags)
-        return Selection((*chosen, *self.others), {k: tuple(v) for k, v in left_out.items()})
+                        left_out.setdefault(f"names an image {older}", []).append(tag)
+            chosen.extend(t for tags in named.values() for t in tags)
+            left_out.setdefault(older, []).extend(t for group in bucket[walked:] for t in group)
+        return Selection((*chosen, *self.others), {k: tuple(v) for k, v in left_out.items() if v})
 
 
 def _release(tag: str, group: tuple[str, ...], digests: Mapping[str, str | None]) -> str:
@@ -253,11 +270,9 @@ def _release(tag: str, group: tuple[str, ...], digests: Mapping[str, str | None]
     return digests.get(tag) or digests.get(group[0]) or f"group {group[0]}"
 
 
-def _groups(versions: list[tuple[Version, str]]) -> tuple[tuple[str, ...], ...]:
-    """One variant's versions as releases by name, newest first: a tag names the newest tag its numbers prefix
+def _groups(versions: list[tuple[Version, str]]) -> list[tuple[str, ...]]:
+    """One bucket's versions as releases by name, newest first: a tag names the newest tag its numbers prefix
     (`26` -> `26.7.0`, `1.27` -> `1.27.3`), so a group is a release and the shorter tags that float to it."""
-    if not versions:
-        return ()
     versions = sorted(versions, key=lambda vt: (vt[0].rank, vt[1]), reverse=True)
     newest: dict[tuple[int, ...], str] = {}
     for version, tag in versions:
@@ -267,7 +282,13 @@ def _groups(versions: list[tuple[Version, str]]) -> tuple[tuple[str, ...], ...]:
     groups: dict[str, list[str]] = {}
     for version, tag in versions:
         groups.setdefault(newest[version.written], []).append(tag)
-    return tuple(tuple(tags) for tags in groups.values())
+    return [tuple(tags) for tags in groups.values()]
+
+
+#: a variant that is a pre-release (`rc1`, `beta2`, `M01`, `rc-alpine`): `variant: any` leaves it out (name it)
+_PRERELEASE_RE = re.compile(r"(?i)(?:alpha|beta|rc|pre|preview|dev|m)\.?\d*(?:[-.].*)?")
+_CALENDAR = "a calendar tag (a year or a date: only a calendar range such as >=20250101 selects it)"
+_NOT_CALENDAR = "not a calendar tag (the range compares dates)"
 
 
 @dataclass(frozen=True)
@@ -312,9 +333,10 @@ class TagRule:
         return self.variant if isinstance(self.variant, tuple) else (None,)
 
     def candidates(self, tags: Iterable[str]) -> Candidates:
-        """What the filters let through, grouped for `latest`, and why each other tag is left out."""
+        """What the filters let through, grouped for `latest`, and why each other tag is left out. A range judges
+        a group by its first tag, the release the others name: under `>=3.20`, `3` is in when it names 3.24.1."""
         alternatives = parse_range(self.semver) if self.semver is not None else None
-        calendar = alternatives is not None and any(a.calendar for a in alternatives)
+        schemes = {a.calendar for a in alternatives} if alternatives is not None else {False}
         match = compile_pattern("match", self.match) if self.match is not None else None
         exclude = compile_pattern("exclude", self.exclude) if self.exclude is not None else None
         variants = self._variants()
@@ -335,10 +357,10 @@ class TagRule:
                 why = "not a version"
             elif variants is not None and version.variant not in by_variant:
                 why = "another variant"
-            elif alternatives is not None and not in_range(version, alternatives):
-                why = "outside the range" if version.calendar == calendar or calendar else _CALENDAR
-            elif alternatives is None and version.calendar and self.needs_versions:
-                why = _CALENDAR
+            elif self.variant == ANY and version.variant and _PRERELEASE_RE.fullmatch(version.variant):
+                why = "a pre-release (variant any leaves it out: name its variant to select it)"
+            elif self.needs_versions and version.calendar not in schemes:
+                why = _CALENDAR if version.calendar else _NOT_CALENDAR
             if why is not None:
                 left_out.setdefault(why, []).append(tag)
                 continue
@@ -347,13 +369,24 @@ class TagRule:
         # Releases are counted within each variant (in the rule's order; with any, plain tags first, then A-Z),
         # and within each scheme: release numbers first, then calendar tags.
         order = list(by_variant) if variants is not None else sorted(by_variant, key=lambda v: (v is not None, v))
-        buckets = tuple(
-            groups
-            for variant in order
-            for scheme in (False, True)
-            if (groups := _groups([vt for vt in by_variant[variant] if vt[0].calendar == scheme]))
+        buckets = []
+        for variant in order:
+            for scheme in (False, True):
+                versions = [vt for vt in by_variant[variant] if vt[0].calendar == scheme]
+                groups = _groups(versions)
+                if alternatives is not None:
+                    heads = dict((tag, version) for version, tag in versions)
+                    outside = [g for g in groups if not in_range(heads[g[0]], alternatives)]
+                    left_out.setdefault("outside the range", []).extend(t for g in outside for t in g)
+                    groups = [g for g in groups if in_range(heads[g[0]], alternatives)]
+                if groups:
+                    buckets.append(tuple(groups))
+        return Candidates(
+            self.latest,
+            tuple(buckets),
+            tuple(sorted(others)),
+            {k: tuple(v) for k, v in left_out.items() if v},
         )
-        return Candidates(self.latest, buckets, tuple(sorted(others)), {k: tuple(v) for k, v in left_out.items()})
 
     def select(self, tags: Iterable[str], digests: Mapping[str, str | None] | None = None) -> list[str]:
         """The tags this rule selects (`digests`: what is known of which tags name one image)."""

@@ -13,7 +13,7 @@ from typing import Any
 from devtools.context import FakeLambdaContext
 from devtools.registries import hang
 from mirror.report import KEEP_FIRST, RESPONSE_LIMIT
-from mirror.sync import DEADLINE_REASON
+from mirror.stages import DEADLINE_REASON
 from tests.integration.conftest import Mirror
 
 BUCKET = "mirror-reports"

@@ -42,18 +42,22 @@ def test_the_version_grammar(tag: str, version: Version | None) -> None:
 @pytest.mark.parametrize(
     ("rule", "selected"),
     [
-        # releases newest first, each with the shorter tags that name it: 1.27 and 1.27.3 float to 1.27.3.1
-        ({"semver": ">=1.26 <2"}, ["1.27.3.1", "1.27.3", "1.27", "1.27.0", "1.26.2", "1.26", "v1.26.1", "1.26.0"]),
+        # releases newest first, each with the shorter tags that name it: 1.27.3, 1.27 and 1 float to 1.27.3.1, and
+        # a range judges a group by the release it names (1 reads as 1.0, but names 1.27.3.1)
+        ({"semver": ">=1.26 <2"}, ["1.27.3.1", "1.27.3", "1.27", "1", "1.27.0", "1.26.2", "1.26", "v1.26.1", "1.26.0"]),
         # latest counts releases, not names (without digests, by the names: see the module's docstring)
-        ({"semver": ">=1.26 <2", "latest": 3}, ["1.27.3.1", "1.27.3", "1.27", "1.27.0", "1.26.2", "1.26"]),
-        # within the range, 1.27 names the newest 1.27.x there is: one release
-        ({"semver": "<1.27.1 >=1.27", "latest": 1}, ["1.27.0", "1.27"]),
-        ({"semver": "=1.27"}, ["1.27.0", "1.27"]),
-        ({"semver": "1.27"}, ["1.27.3.1", "1.27.3", "1.27", "1.27.0"]),  # a bare version: 1.27.x
-        ({"semver": "<1.26 || >=2"}, ["20", "2.0.0", "1.25.5", "1.25", "1", "0.3.0", "0.2.9", "0.2.3"]),
+        ({"semver": ">=1.26 <2", "latest": 3}, ["1.27.3.1", "1.27.3", "1.27", "1", "1.27.0", "1.26.2", "1.26"]),
+        # 1.27 names the newest 1.27.x (1.27.3.1), which is outside the range
+        ({"semver": "<1.27.1 >=1.27", "latest": 1}, ["1.27.0"]),
+        ({"semver": "=1.27"}, ["1.27.0"]),
+        (
+            {"semver": "1.27"},
+            ["1.27.3.1", "1.27.3", "1.27", "1", "1.27.0"],
+        ),  # a bare version: 1.27.x  # a bare version: 1.27.x
+        ({"semver": "<1.26 || >=2"}, ["20", "2.0.0", "1.25.5", "1.25", "0.3.0", "0.2.9", "0.2.3"]),
         ({"semver": "~1.26"}, ["1.26.2", "1.26", "v1.26.1", "1.26.0"]),
         ({"semver": "^0.2.3"}, ["0.2.9", "0.2.3"]),
-        ({"semver": "^1.27.1", "latest": 2}, ["1.27.3.1", "1.27.3"]),
+        ({"semver": "^1.27.1", "latest": 2}, ["1.27.3.1", "1.27.3", "1.27", "1"]),  # one release, four names
         ({"semver": ">= 20"}, ["20"]),  # without a variant, only tags without one
         ({"semver": ">=20", "variant": "alpine"}, ["22-alpine", "20.11.1-alpine"]),
         ({"variant": "alpine"}, ["22-alpine", "20.11.1-alpine", "1.27.3-alpine", "1.27-alpine"]),
@@ -177,11 +181,11 @@ ALPINE = ["3.19", "3.19.4", "3.20", "3.20.3", "3.21.0", "3.21", "20240606", "202
 @pytest.mark.parametrize(
     ("rule", "selected"),
     [
-        ({"semver": ">=3.20", "latest": 2}, ["3.21.0", "3.21", "3.20.3", "3.20"]),
+        ({"semver": ">=3.20", "latest": 2}, ["3.21.0", "3.21", "3", "3.20.3", "3.20"]),
         ({"semver": ">=20250101"}, ["20260805", "20250108"]),
-        ({"semver": ">=3.20 || >=20260101"}, ["3.21.0", "3.21", "3.20.3", "3.20", "20260805"]),
+        ({"semver": ">=3.20 || >=20260101"}, ["3.21.0", "3.21", "3", "3.20.3", "3.20", "20260805"]),
         # latest counts within each scheme: the newest release and the newest date
-        ({"semver": ">=3.20 || >=20250101", "latest": 1}, ["3.21.0", "3.21", "20260805"]),
+        ({"semver": ">=3.20 || >=20250101", "latest": 1}, ["3.21.0", "3.21", "3", "20260805"]),
         ({"latest": 1}, ["3.21.0", "3.21", "3"]),  # without a range, calendar tags are never counted
         ({"match": "2026.*"}, ["20260805"]),  # a bare pattern sees every tag
     ],
@@ -232,7 +236,7 @@ def test_every_tag_left_out_says_why() -> None:
     selection = parse_rule({"semver": ">=3.20", "latest": 1, "exclude": "^3$"}).candidates(ALPINE).selection()
     assert selection.tags == ("3.21.0", "3.21")
     assert dict(selection.left_out) == {
-        "outside the range": ("3.19", "3.19.4"),
+        "outside the range": ("3.19.4", "3.19"),
         "a calendar tag (a year or a date: only a calendar range such as >=20250101 selects it)": (
             "20240606", "20250108", "20260805",
         ),
