@@ -24,6 +24,13 @@ are CPU, on two cores shared with both registries, the harshest case for the han
 The maximum (`--maximum`, timing pass only) runs in a fresh process, so that its peak RSS is its own: 60 tag sets
 over one 2,000-tag repository select 120,000 records, and the run keeps the 20,000 the list allows (a dry run that
 checks every one). Target: under 256 MiB.
+
+The re-tag scenarios (`--retags`, timing pass only; `--only-retags` alone) run the real handler and then the real
+build phase on each MIRROR_IMAGES it started, and count Docker Hub's pulls where Docker Hub counts them: GETs of
+manifests at the Docker-Hub-like stand-in, during the run and the build. In the first, a tag set's alias tags
+(`latest`, `1`, `1.2`) move upstream to the release the mirror already holds as `1.2.3`: re-tags written from ECR's
+own manifest, 0 pulls. In the second, two new tags name one new image: one copy (its index and each platform) and
+one re-tag after it, in the same build.
 """
 
 from __future__ import annotations
@@ -249,6 +256,161 @@ def copy_figures(workdir: Path, copies: int, platforms: int = 4, layer_mib: floa
         tokens.close()
 
 
+#: the re-tag scenarios' images: multi-arch, so that a copy's pulls (the index and each platform) show
+RETAG_ARCHES = ("amd64", "arm64", "ppc64le", "s390x")
+
+
+def retag_figures(workdir: Path, hub: HubProxy, upstream: Registry, ecr: Registry, tokens: TokenServer) -> None:
+    """The re-tag scenarios, each the real handler (in moto) and then the real build phase on each MIRROR_IMAGES it
+    started. Docker Hub's pulls are counted where Docker Hub counts them: GETs of manifests at the stand-in, during
+    the run and the build. (1) The alias tags (`latest`, `1`, `1.2`) move upstream to the release the mirror holds
+    under its precise tag (`1.2.3`): three re-tags, no pull. (2) Two new tags of one new image: one copy (the index
+    and each platform: its pulls) and one re-tag after it, in one build."""
+    import os
+
+    import boto3
+    import requests
+
+    import app
+    from devtools.buildspec import run_build_phase
+    from devtools.localaws import record_builds
+    from devtools.registries import auth_file
+    from mirror.registry.client import MANIFEST_ACCEPT
+
+    hub_creds, ecr_creds = f"{tokens.username}:{tokens.password}", f"{ECR_USER}:{ECR_PASSWORD}"
+    basic = {"Authorization": "Basic " + base64.b64encode(ecr_creds.encode()).decode()}
+    auth = auth_file(workdir / "auth-retags.json", {ecr.location: (ECR_USER, ECR_PASSWORD)})
+    started: list[dict[str, Any]] = []  # each StartBuild's parameters
+    session = boto3.session.Session()
+    record_builds(session, started)
+
+    def image(name: str, content: str) -> Layout:
+        return write_image(workdir / f"retag-{name}", content, arches=RETAG_ARCHES, padding=2**16, tag="seed")
+
+    def in_ecr(repository: str, tag: str) -> str | None:
+        answer = requests.head(
+            f"{ecr.url}/v2/mirror/{repository}/manifests/{tag}",
+            headers={"Accept": MANIFEST_ACCEPT, **basic},
+            timeout=10,
+        )
+        return answer.headers.get("Docker-Content-Digest") if answer.status_code == 200 else None
+
+    def counted(seen: list[tuple[str, str]]) -> dict[str, int]:
+        methods: dict[str, int] = {}
+        for method, _ in seen:
+            methods[method] = methods.get(method, 0) + 1
+        return methods
+
+    def scenario(label: str, event: dict[str, Any]) -> dict[str, Any]:
+        first_request, first_build, pulls_before = len(hub.requests), len(started), hub.pulls()
+        began = time.perf_counter()
+        report = app.handler(event, FakeLambdaContext(timeout_seconds=900))
+        during_run = hub.requests[first_request:]
+        payloads = [
+            next(v["value"] for v in params["environmentVariablesOverride"] if v["name"] == "MIRROR_IMAGES")
+            for params in started[first_build:]
+        ]
+        runs = [
+            run_build_phase(
+                payload,
+                auth,
+                cwd=workdir,
+                ecr_registry=ecr.location,
+                registry_endpoints=os.environ["REGISTRY_ENDPOINTS"],
+            )
+            for payload in payloads
+        ]
+        during_build = hub.requests[first_request + len(during_run) :]
+        gets = {
+            "run": sum(m == "GET" and "/manifests/" in p for m, p in during_run),
+            "build": sum(m == "GET" and "/manifests/" in p for m, p in during_build),
+        }
+        return {
+            "scenario": label,
+            "seconds": round(time.perf_counter() - began, 2),
+            "dockerHubPullsUsed": gets["run"] + gets["build"],
+            "hubManifestGets": gets,
+            "hubPullsCounted": hub.pulls() - pulls_before,  # the stand-in's ratelimit count: GETs answered 200
+            "hubRequests": {"run": counted(during_run), "build": counted(during_build)},
+            "records": [
+                {
+                    "tag": r["source"].rpartition(":")[2],
+                    "status": r["status"],
+                    "retag": r.get("retag", False),
+                    "pulls": r.get("pulls"),
+                    **({"error": r["error"]} if r["error"] else {}),
+                }
+                for r in report["images"]
+            ],
+            "mirrorImages": [
+                [
+                    {"tag": e["target"].rpartition(":")[2], "retag": e.get("retag", False), "pulls": e["pulls"]}
+                    for e in json.loads(payload)
+                ]
+                for payload in payloads
+            ],
+            "buildSummaries": [
+                line for run in runs for line in run.output.splitlines() if re.match(r"\d+ copied, ", line)
+            ],
+            "buildFailures": [line for run in runs for line in run.lines("FAILED") + run.lines("REFUSED")],
+        }
+
+    previous = app.session_factory
+    app.session_factory = lambda: session
+    failures: list[str] = []
+    try:
+        # (1) Alias tags move to an already-mirrored release.
+        repository, aliases = "bench/alias", ["latest", "1", "1.2"]
+        old, new = image("old", "alias release 1.2.2"), image("new", "alias release 1.2.3")
+        for layout, tag in ((old, "1.2.2"), (new, "1.2.3")):
+            push(layout, f"{upstream.location}/{repository}:{tag}", creds=hub_creds)
+            push(layout, f"{ecr.location}/mirror/{repository}:{tag}", creds=ecr_creds)
+        hub_auth = {"Authorization": f"Bearer {push_token(tokens, repository)}"}
+        put_tags(upstream.url, repository, manifest_of(new), new.media_type, aliases, headers=hub_auth)
+        put_tags(ecr.url, f"mirror/{repository}", manifest_of(old), old.media_type, aliases, headers=basic)
+        rule = {"match": r"latest|1|1\.2|1\.2\.3"}
+        figures = scenario(
+            f"alias tags {', '.join(aliases)} move to the mirrored release 1.2.3 (tag set {rule['match']})",
+            {"images": [{"source": repository, "tags": rule}]},
+        )
+        moved = {t: in_ecr(repository, t) == new.digest for t in [*aliases, "1.2.3"]}
+        figures["ecrTagsAtRelease"] = moved
+        print(json.dumps(figures))
+        by_tag = {r["tag"]: r for r in figures["records"]}
+        if figures["dockerHubPullsUsed"] or figures["hubPullsCounted"]:
+            failures.append(f"the alias re-tags spent Docker Hub pulls: {figures['hubManifestGets']}")
+        if any(not (by_tag.get(t, {}).get("retag") and by_tag[t]["pulls"] == 0) for t in aliases):
+            failures.append(f"the aliases were not planned as re-tags: {figures['records']}")
+        if not all(moved.values()) or figures["buildFailures"]:
+            failures.append(f"the aliases were not moved in ECR: {moved} {figures['buildFailures']}")
+
+        # (2) Two new tags share one new digest.
+        repository, tags = "bench/pair", ["2.0.0", "2.0"]
+        pair = image("pair", "pair release 2.0.0")
+        push(pair, f"{upstream.location}/{repository}:{tags[0]}", creds=hub_creds)
+        hub_auth = {"Authorization": f"Bearer {push_token(tokens, repository)}"}
+        put_tags(upstream.url, repository, manifest_of(pair), pair.media_type, tags[1:], headers=hub_auth)
+        figures = scenario(
+            f"two new tags share one new digest ({len(RETAG_ARCHES)} platforms)",
+            {"images": [f"{repository}:{t}" for t in tags]},
+        )
+        copied = {t: in_ecr(repository, t) == pair.digest for t in tags}
+        figures["ecrTagsAtRelease"] = copied
+        figures["pullsOfOneCopy"] = 1 + len(RETAG_ARCHES)
+        print(json.dumps(figures))
+        planned = [(e["retag"], e["pulls"] == 0) for build in figures["mirrorImages"] for e in build]
+        if len(figures["mirrorImages"]) != 1 or sorted(planned) != [(False, False), (True, True)]:
+            failures.append(f"not one copy and one re-tag in one build: {figures['mirrorImages']}")
+        if figures["hubManifestGets"]["build"] != 1 + len(RETAG_ARCHES) or figures["hubManifestGets"]["run"]:
+            failures.append(f"not one copy's pulls: {figures['hubManifestGets']}")
+        if not all(copied.values()) or figures["buildFailures"]:
+            failures.append(f"the tags were not written in ECR: {copied} {figures['buildFailures']}")
+    finally:
+        app.session_factory = previous
+    if failures:
+        raise RuntimeError("the re-tag scenarios did not behave as the product says:\n" + "\n".join(failures))
+
+
 STEADY_REPOSITORY = "bench/steady"
 
 
@@ -448,8 +610,17 @@ def main(argv: list[str] | None = None) -> int:
         help="run the scenario at the list's maximum in a fresh process (timing pass only)",
     )
     parser.add_argument("--only-maximum", action="store_true", help=argparse.SUPPRESS)  # that fresh process
+    parser.add_argument(
+        "--retags",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the re-tag scenarios: aliases moved to a mirrored release, two new tags of one digest (timing pass)",
+    )
+    parser.add_argument("--only-retags", action="store_true", help="run the re-tag scenarios alone")
     args = parser.parse_args(argv)
-    floor_sizes = [int(n) for n in args.floor_sizes.split(",") if n.strip()] if not TRACE else []
+    floor_sizes = (
+        [int(n) for n in args.floor_sizes.split(",") if n.strip()] if not TRACE and not args.only_retags else []
+    )
     if args.only_copies:
         workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
         try:
@@ -457,11 +628,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
-    if args.maximum and not TRACE and not args.only_maximum and not args.only_floor:
+    if args.maximum and not TRACE and not (args.only_maximum or args.only_floor or args.only_retags):
         import subprocess
 
         subprocess.run([sys.executable, "-m", "devtools.benchmark", "--no-trace", "--only-maximum"], check=True)
-    figures = None if args.only_floor or args.only_maximum else package_figures()
+    figures = None if args.only_floor or args.only_maximum or args.only_retags else package_figures()
     if figures is not None and not TRACE:
         print(json.dumps(figures))
     workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
@@ -487,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
         push(old, f"{upstream.location}/{repository}:seed", creds=f"{tokens.username}:{tokens.password}")
         push(new, f"{upstream.location}/{repository}:seed-new", creds=f"{tokens.username}:{tokens.password}")
         push(old, f"{ecr.location}/mirror/{repository}:seed", creds=f"{ECR_USER}:{ECR_PASSWORD}")
-        tags = [f"t{i}" for i in range(0 if args.only_floor or args.only_maximum else args.images)]
+        alone = args.only_floor or args.only_maximum or args.only_retags
+        tags = [f"t{i}" for i in range(0 if alone else args.images)]
         changed = set(tags[: args.images // 10])
         started = time.perf_counter()
         steady = seed_steady(upstream, ecr, tokens, old, 0 if args.only_maximum else max(floor_sizes, default=0))
@@ -556,6 +728,9 @@ def main(argv: list[str] | None = None) -> int:
                     remote.close()
             if args.only_floor:
                 return 0
+            if args.only_retags:
+                retag_figures(workdir, hub, upstream, ecr, tokens)
+                return 0
             unchanged_tags = [t for t in tags if t not in changed]
             measure(
                 f"{len(unchanged_tags)} images, all unchanged (steady state)",
@@ -576,6 +751,8 @@ def main(argv: list[str] | None = None) -> int:
                 invoke({"images": pinned, "dryRun": True}),
                 hub,
             )
+            if args.retags and not TRACE:  # figures of pulls, not of time: once, in the timing pass
+                retag_figures(workdir, hub, upstream, ecr, tokens)
         if args.copies and not TRACE:  # wall times only: the timing pass
             copy_figures(workdir, args.copies)
     finally:

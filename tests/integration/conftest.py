@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -76,6 +77,13 @@ def ecr_digest(mirror: Mirror, repository: str, reference: str) -> str | None:
     return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
 
 
+def annotated(manifest: bytes, release: str) -> bytes:
+    """An image manifest with one more annotation: the same image's layers under a digest of its own."""
+    document = json.loads(manifest)
+    document.setdefault("annotations", {})["org.example.release"] = release
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def copy_entries(mirror: Mirror, entries: list[dict[str, Any]], workdir: Path) -> BuildRun:
     """The real build's copy of MIRROR_IMAGES `entries` into the ECR-side registry, with the deployment's
     endpoints; asserts it succeeded and copied each entry."""
@@ -116,20 +124,31 @@ class Mirror:
         )
         return layout
 
-    def seed_tags(self, name: str, tags: list[str], content: str = "tagged") -> Layout:
-        """One image under many tags upstream (the first pushed with skopeo, the rest by the registry API)."""
+    def seed_tags(
+        self, name: str, tags: list[str], content: str = "tagged", *, release: Callable[[str], str] | None = None
+    ) -> dict[str, str]:
+        """Tags upstream, as one image (the first pushed with skopeo, the rest by the registry API) or, with
+        `release` (tag -> its release), one image per release: the same layers, the manifest annotated with the
+        release, so each has a digest of its own. Returns each tag's digest."""
         layout = self.seed(name, content, kind="oci-manifest", tag=tags[0])
         manifest = (layout.path / "blobs" / "sha256" / layout.digest.split(":", 1)[1]).read_bytes()
         token = push_token(self.registries.tokens, self.image(name))
-        put_tags(
-            self.registries.upstream.url,
-            self.image(name),
-            manifest,
-            layout.media_type,
-            tags[1:],
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        return layout
+        by_release: dict[str, list[str]] = {}
+        for tag in tags[1:] if release is None else tags:
+            by_release.setdefault(release(tag) if release is not None else "", []).append(tag)
+        digests = {tags[0]: layout.digest}
+        for key, named in by_release.items():
+            body = manifest if release is None else annotated(manifest, key)
+            put_tags(
+                self.registries.upstream.url,
+                self.image(name),
+                body,
+                layout.media_type,
+                named,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            digests.update(dict.fromkeys(named, "sha256:" + hashlib.sha256(body).hexdigest()))
+        return digests
 
     def seed_ecr(self, repository: str, content: str, *, kind: str = "oci-index", tag: str = "latest") -> Layout:
         """Push an image straight to the "ECR" registry, as an earlier copy would have."""

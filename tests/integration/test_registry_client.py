@@ -430,13 +430,13 @@ def kept(registries: Registries) -> Iterator[HubProxy]:
 def test_one_connection_carries_every_request_to_a_registry(mirror: Mirror, kept: HubProxy) -> None:
     # Each exchange used to close its connection (a response left unread is closed with it): a TCP connection and,
     # against a real registry, a TLS handshake per request. Read to its end, an answer gives its connection back.
-    layout = mirror.seed_tags("kept", ["1", "2", "3"])
+    digest = mirror.seed_tags("kept", ["1", "2", "3"])["1"]
     repository = mirror.image("kept")
     client = RegistryClient(endpoints={HUB: kept.url})
     try:
         for _ in range(10):
-            assert client.manifest_head(HUB, repository, "1").digest == layout.digest  # HEADs (the first a 401)
-            assert client.manifest_count(HUB, repository, layout.digest) == 1  # GETs, their bodies read whole
+            assert client.manifest_head(HUB, repository, "1").digest == digest  # HEADs (the first a 401)
+            assert client.manifest_count(HUB, repository, digest) == 1  # GETs, their bodies read whole
         assert sorted(client.list_tags(HUB, repository)) == ["1", "2", "3"]
     finally:
         client.close()
@@ -445,15 +445,15 @@ def test_one_connection_carries_every_request_to_a_registry(mirror: Mirror, kept
 
 
 def test_a_connection_cut_at_its_deadline_is_not_used_again(mirror: Mirror, kept: HubProxy) -> None:
-    layout = mirror.seed_tags("cut", ["1"])
+    digest = mirror.seed_tags("cut", ["1"])["1"]
     repository = mirror.image("cut")
     kept.faults[f"/{repository}/manifests/slow"] = drip(headers_too=True, every=0.5)
     client = RegistryClient(endpoints={HUB: kept.url}, timeout=1, max_attempts=1)
     try:
-        assert client.manifest_head(HUB, repository, "1").digest == layout.digest
+        assert client.manifest_head(HUB, repository, "1").digest == digest
         with pytest.raises(RegistryTimeoutError, match=r"did not answer in full within 1\.0s"):
             client.manifest_head(HUB, repository, "slow")  # on the kept connection, which the watchdog cuts
-        assert client.manifest_head(HUB, repository, "1").digest == layout.digest  # on a new one
+        assert client.manifest_head(HUB, repository, "1").digest == digest  # on a new one
     finally:
         client.close()
     assert kept.connections == 2

@@ -20,7 +20,7 @@ TAGS = VERSIONS + [f"0.{i}" for i in range(60)] + OTHERS  # 268 tags: three page
 
 @pytest.fixture
 def app(mirror: Mirror) -> str:
-    mirror.seed_tags("app", TAGS)
+    mirror.seed_tags("app", TAGS, release=lambda tag: tag)  # every tag an image of its own
     return mirror.image("app")
 
 
@@ -171,3 +171,94 @@ def stored_report(s3: Any, location: str) -> dict[str, Any]:
     bucket, _, key = location[len("s3://") :].partition("/")
     data: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     return data
+
+
+def ecr_digest(mirror: Mirror, repository: str, tag: str) -> str | None:
+    """What the ECR-side registry serves for a tag (a HEAD, as the check makes)."""
+    from devtools.registries import ECR_PASSWORD, ECR_USER
+    from mirror.registry import Credential, NotFoundError, RegistryClient
+
+    ecr = mirror.registries.ecr.location
+    client = RegistryClient(
+        endpoints={ecr: mirror.registries.ecr.url}, credentials={ecr: Credential(ECR_USER, ECR_PASSWORD)}
+    )
+    try:
+        return client.manifest_head(ecr, repository, tag).digest
+    except NotFoundError:
+        return None
+    finally:
+        client.close()
+
+
+def gets(mirror: Mirror) -> list[str]:
+    """The manifests fetched at the Docker Hub side: what Docker Hub counts as pulls."""
+    return [p for m, p in mirror.hub_requests() if m == "GET" and "/manifests/" in p]
+
+
+NODE_LIKE = {  # tag -> release, as node's official tags float (tests/data/official-images/node.json)
+    "26.7.0": "26.7.0", "26.7": "26.7.0", "26": "26.7.0", "latest": "26.7.0",
+    "26.6.1": "26.6.1", "26.6": "26.6.1", "26.6.0": "26.6.0", "25.9.0": "25.9.0", "25": "25.9.0",
+}  # fmt: skip
+
+
+def test_latest_counts_releases_copies_each_new_digest_once_and_re_tags_the_rest(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    digests = mirror.seed_tags("node", list(NODE_LIKE), release=NODE_LIKE.__getitem__)
+    node = mirror.image("node")
+    images: list[object] = [{"source": node, "tags": {"semver": ">=20", "latest": 2}}]
+
+    report = mirror.invoke({"images": images})
+
+    records = {r["target"].rsplit(":", 1)[1]: r for r in report["images"]}
+    assert list(records) == ["26.7.0", "26.7", "26", "26.6.1", "26.6"]  # two releases under all their names
+    assert {r["status"] for r in records.values()} == {"missing"}
+    assert [t for t, r in records.items() if r.get("retag")] == ["26.7", "26", "26.6"]
+    assert [records[t]["pulls"] for t in records] == [1, 0, 0, 1, 0]  # one copy per new digest, charged once
+    assert gets(mirror) == []  # choosing and checking cost no pull
+    (payload,) = mirror.mirror_images()
+    assert [(e["target"].rsplit(":", 1)[1], e.get("retag", False), e["pulls"]) for e in payload] == [
+        ("26.7.0", False, 1), ("26.7", True, 0), ("26", True, 0), ("26.6.1", False, 1), ("26.6", True, 0),
+    ]  # fmt: skip
+
+    copy_entries(mirror, payload, tmp_path)  # the real build: each re-tag written from ECR after its copy
+
+    assert sorted(gets(mirror)) == sorted(f"/v2/{node}/manifests/{digests[t]}" for t in ("26.7.0", "26.6.1"))
+    for tag in records:
+        assert ecr_digest(mirror, f"mirror/{node}", tag) == digests[tag]
+    again = mirror.invoke({"images": images})
+    assert {r["status"] for r in again["images"]} == {"unchanged"}
+
+
+def test_a_tag_that_moves_to_a_mirrored_digest_is_a_re_tag_from_ecr_with_no_pull(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    releases = {"1.2.3": "1.2.3", "1.2.4": "1.2.4", "1.2": "1.2.3", "latest": "1.2.3"}
+    digests = mirror.seed_tags("app", list(releases), release=releases.__getitem__)
+    app = mirror.image("app")
+    images = [f"{app}:{tag}" for tag in releases]
+    first = mirror.invoke({"images": images})
+    assert [r.get("retag", False) for r in first["images"]] == [False, False, True, True]
+    for payload in mirror.mirror_images():
+        copy_entries(mirror, payload, tmp_path)
+    mirror.builds.clear()
+    # upstream, the moving tags now name 1.2.4, which the mirror holds under its precise tag
+    mirror.seed_tags("app", ["1.2", "latest"], release=lambda _: "1.2.4")
+    moved = mirror.seed_tags("app", ["1.2.4"], release=lambda _: "1.2.4")["1.2.4"]
+    assert moved == digests["1.2.4"]
+    before = len(mirror.hub_requests())
+
+    report = mirror.invoke({"images": images})
+
+    records = {r["target"].rsplit(":", 1)[1]: r for r in report["images"]}
+    assert [records[t]["status"] for t in releases] == ["unchanged", "unchanged", "changed", "changed"]
+    assert records["1.2"]["retag"] is True
+    assert records["1.2"]["pulls"] == 0
+    (payload,) = mirror.mirror_images()
+    assert [(e["target"].rsplit(":", 1)[1], e["retag"], e["pulls"]) for e in payload] == [
+        ("1.2", True, 0), ("latest", True, 0),
+    ]  # fmt: skip
+    copy_entries(mirror, payload, tmp_path)
+    assert not [p for m, p in mirror.hub_requests()[before:] if m == "GET"]  # no pull by the run or the build
+    assert ecr_digest(mirror, f"mirror/{app}", "1.2") == ecr_digest(mirror, f"mirror/{app}", "latest") == moved
+    assert {r["status"] for r in mirror.invoke({"images": images})["images"]} == {"unchanged"}
