@@ -66,6 +66,11 @@ class RecentBuilds:
     #: what was read back malformed, and what was assumed instead (the caller logs them)
     warnings: tuple[str, ...] = ()
 
+    def held(self, target_host: str) -> dict[str, tuple[str, str]]:
+        """`repository:tag` -> (digest, build) of each copy in flight into `target_host` (planning.admit's form)."""
+        prefix = f"{target_host}/"
+        return {t.removeprefix(prefix): (f.digest, f.build) for t, f in self.in_flight.items() if t.startswith(prefix)}
+
 
 #: a build id as CodeBuild writes it, `<project>:<uuid>`
 _BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,254}:[A-Za-z0-9_.-]{1,128}")

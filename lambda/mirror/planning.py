@@ -66,12 +66,15 @@ class Copy:
 
 @dataclass(frozen=True)
 class Decision:
+    """What the plan decided for one entry; once settled (`settle`), also what became of its copy."""
+
     index: int
     status: Status
     source_digest: str | None = None
     target_digest: str | None = None
     error: str | None = None
     copy: Copy | None = None
+    build: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,9 +161,12 @@ def admit(
     *,
     pulls_left: int | None,
     reserve: int,
+    refused: Mapping[str, Outcome] | None = None,
 ) -> tuple[dict[int, Outcome], list[Copy]]:
-    """Which copies start, in list order, and why each other one waits: pure.
+    """Which copies start, in list order, and why each other one does not: pure.
 
+    `refused` maps a repository that may not be written (claimed by another upstream, not created in time) to the
+    outcome of each of its copies.
     `in_flight` maps a target (`repository:tag`) a queued or running build writes to (digest, build). A target in
     flight is never started again (a different digest waits for that build); a digest in flight into the same
     repository under another tag waits too (the next run re-tags it, free). With `pulls_left` (Docker Hub's
@@ -170,7 +176,11 @@ def admit(
     held_digests = {(target.rpartition(":")[0], digest): build for target, (digest, build) in in_flight.items()}
     waiting: dict[int, Outcome] = {}
     ready: list[Copy] = []
+    refused = refused or {}
     for c in copies:
+        if c.target.repository in refused:
+            waiting[c.index] = refused[c.target.repository]
+            continue
         held = in_flight.get(str(c.target))
         carried = held_digests.get((c.target.repository, c.digest))
         if held is not None:
@@ -214,3 +224,19 @@ def batches(copies: Sequence[Copy], size: int) -> Iterator[tuple[Copy, ...]]:
         batch.extend(group)
     if batch:
         yield tuple(batch)
+
+
+def settle(decision: Decision, outcome: Outcome | None) -> Decision:
+    """An entry's final status, decided here once: the plan's, unless its copy was not started (`inflight`,
+    `deferred`, `invalid`, or `failed` with the reason), with the build that copies it."""
+    if outcome is None:
+        return decision
+    if outcome.inflight:
+        status = Status.INFLIGHT
+    elif outcome.deferred:
+        status = Status.DEFERRED
+    elif outcome.error is not None:
+        status = Status.INVALID if outcome.invalid else Status.FAILED
+    else:
+        return replace(decision, build=outcome.build)
+    return replace(decision, status=status, error=outcome.error, build=outcome.build)

@@ -9,7 +9,7 @@ from typing import Any
 
 from .ecr import aws_error
 from .imagelist import Entry
-from .planning import Outcome, Plan, Status
+from .planning import Outcome, Plan, Status, settle
 from .references import DOCKER_HUB
 from .state import Place
 
@@ -32,25 +32,16 @@ def records(
 ) -> list[dict[str, Any]]:
     """One report record per list entry, in list order; `outcomes` maps a copy to what became of it."""
     out = []
-    for entry, decision in zip(entries, result.decisions, strict=True):
-        status, error, build = decision.status, decision.error, None
-        if decision.copy is not None and decision.copy.index in outcomes:
-            outcome = outcomes[decision.copy.index]
-            build = outcome.build
-            if outcome.inflight:
-                status, error = Status.INFLIGHT, outcome.error
-            elif outcome.deferred:
-                status, error = Status.DEFERRED, outcome.error
-            elif outcome.error is not None:
-                status, error = (Status.INVALID if outcome.invalid else Status.FAILED), outcome.error
+    for entry, planned in zip(entries, result.decisions, strict=True):
+        decision = settle(planned, outcomes.get(planned.copy.index) if planned.copy is not None else None)
         record: dict[str, Any] = {
             "source": entry.text,
             "target": f"{ecr_host}/{entry.target}" if entry.target is not None else None,
-            "status": str(status),
+            "status": str(decision.status),
             "sourceDigest": decision.source_digest,
             "targetDigest": decision.target_digest,
-            "build": build,
-            "error": error,
+            "build": decision.build,
+            "error": decision.error,
         }
         if decision.copy is not None and decision.copy.source.registry == DOCKER_HUB:
             record["pulls"] = decision.copy.pulls  # what its copy is estimated to cost of Docker Hub's quota

@@ -235,20 +235,12 @@ def _sync(
         rate_limits = client.rate_limits()  # the checks are done: no more registry requests this run
         if result.copies:
             refused = claim_repositories(result.copies, aws, ecr_host, budget, log, dry_run=request.dry_run)
-            target_host = client.location(ecr_host)
-            held = {
-                target.removeprefix(f"{target_host}/"): (f.digest, f.build)
-                for target, f in recent.in_flight.items()
-                if target.startswith(f"{target_host}/")
-            }
             outcomes, ready = admit(
-                [c for c in result.copies if c.target.repository not in refused],
-                held,
+                result.copies,
+                recent.held(client.location(ecr_host)),
                 pulls_left=_pulls_left(settings, rate_limits),
                 reserve=settings.dockerhub_pull_reserve,
-            )
-            outcomes.update(
-                {c.index: refused[c.target.repository] for c in result.copies if c.target.repository in refused}
+                refused=refused,
             )
             if not request.dry_run:
                 started, builds = start_builds(ready, settings, aws, client, ecr_host, budget, run_id=run_id)

@@ -152,6 +152,40 @@ def test_hostile_entries_are_refused_without_being_executed(
     assert ecr_digest(mirror, f"mirror/{mirror.image('safe')}", "1") == good.digest
 
 
+def test_a_re_tag_is_written_from_the_repositorys_own_manifest_and_asks_the_source_nothing(
+    mirror: Mirror, auth: Path, tmp_path: Path
+) -> None:
+    held = mirror.seed_ecr(f"mirror/{mirror.image('kept')}", "k", tag="1.2.3")  # mirrored under its precise tag
+    absent = "sha256:" + "0" * 64
+    before = len(mirror.hub_requests())
+
+    run = run_build_phase(
+        [
+            {**entry(mirror, "kept", held.digest, "1.2", pulls=0), "retag": True},
+            {**entry(mirror, "kept", absent, "latest", pulls=0), "retag": True},  # not in the repository
+            {**entry(mirror, "kept", held.digest, "1", pulls=3), "retag": True},  # a re-tag costs no pull
+            {**entry(mirror, "kept", held.digest, "2", pulls=0), "retag": "yes"},
+        ],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
+    )
+
+    repository = f"mirror/{mirror.image('kept')}"
+    (copied,) = run.lines("COPIED")
+    assert copied.endswith(f"{mirror.registries.ecr.location}/{repository}:1.2")
+    assert ecr_digest(mirror, repository, "1.2") == held.digest
+    (failed,) = run.lines("FAILED")
+    assert f"{repository}:latest: tag failed: reading" in failed
+    assert "HTTP 404" in failed
+    assert run.lines("REFUSED entry 3: a re-tag costs no pull: its pulls must be 0")
+    assert run.lines("REFUSED entry 4: retag, where given, must be true")
+    assert ecr_digest(mirror, repository, "1") is None
+    assert mirror.hub_requests()[before:] == []  # neither a pull nor a quota check: the source is not asked
+    assert "0 Docker Hub pulls spent" in run.output
+
+
 @pytest.mark.parametrize("value", ["", "not json", '{"source": "x"}', "$(touch /tmp/x)"])
 def test_unreadable_mirror_images_fails_the_build(auth: Path, tmp_path: Path, value: str) -> None:
     run = run_build_phase(value, auth, cwd=tmp_path, ecr_registry="127.0.0.1:5000")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devtools.registries import answer
-from tests.integration.conftest import Mirror, copy_entries
+from tests.integration.conftest import Mirror, copy_entries, ecr_digest
 
 VERSIONS = [f"1.{i}.0" for i in range(200)]
 OTHERS = ["latest", "mainline", "stable-perl", "1.27.3-alpine", "1.28-alpine", "20-alpine", "2.0.0-rc1", "2.0.0"]
@@ -171,23 +171,6 @@ def stored_report(s3: Any, location: str) -> dict[str, Any]:
     bucket, _, key = location[len("s3://") :].partition("/")
     data: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     return data
-
-
-def ecr_digest(mirror: Mirror, repository: str, tag: str) -> str | None:
-    """What the ECR-side registry serves for a tag (a HEAD, as the check makes)."""
-    from devtools.registries import ECR_PASSWORD, ECR_USER
-    from mirror.registry import Credential, NotFoundError, RegistryClient
-
-    ecr = mirror.registries.ecr.location
-    client = RegistryClient(
-        endpoints={ecr: mirror.registries.ecr.url}, credentials={ecr: Credential(ECR_USER, ECR_PASSWORD)}
-    )
-    try:
-        return client.manifest_head(ecr, repository, tag).digest
-    except NotFoundError:
-        return None
-    finally:
-        client.close()
 
 
 def gets(mirror: Mirror) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mirror.imagelist import parse_entries
-from mirror.planning import Check, Status, batches, plan
+from mirror.planning import Check, Outcome, Status, admit, batches, plan, settle
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -97,3 +97,65 @@ def test_batches_group_in_order() -> None:
     result = plan(entries, {i: Check(A, None) for i in range(7)})
     groups = list(batches(result.copies, 3))
     assert [[c.index for c in g] for g in groups] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+C = "sha256:" + "c" * 64
+
+
+def test_a_digest_the_repository_holds_is_a_free_re_tag() -> None:
+    entries = parse_entries(["nginx:1.27", "nginx:latest"], "mirror")
+    result = plan(entries, {0: Check(A, None, pulls=3), 1: Check(A, B, pulls=0, mirrored=True)})
+    first, moved = result.copies
+    assert (first.retag, first.pulls, first.after) == (False, 3, None)
+    assert (moved.retag, moved.pulls, moved.after) == (True, 0, None)  # in ECR already: after nothing
+    assert [d.status for d in result.decisions] == [Status.MISSING, Status.CHANGED]
+
+
+def test_a_new_digest_is_copied_once_and_its_other_tags_re_tagged_after_it() -> None:
+    entries = parse_entries(["node:26.7.0", "node:26.7", "other:1", "node:26", "other:2"], "mirror")
+    checks = {0: Check(A, None, pulls=1), 1: Check(A, None, pulls=1), 2: Check(C, None), 3: Check(A, B, pulls=1)}
+    result = plan(entries, {**checks, 4: Check(C, None)})
+    copies = {str(c.target): c for c in result.copies}
+    assert [(c.retag, c.pulls, c.after) for c in copies.values()] == [
+        (False, 1, None), (True, 0, 0), (False, 9, None), (True, 0, 0), (True, 0, 2),
+    ]  # fmt: skip
+    # a copy and its re-tags are one build's, in order, however small the batches
+    assert [[c.index for c in b] for b in batches(result.copies, 2)] == [[0, 1, 3], [2, 4]]
+
+
+def test_admission_is_decided_before_anything_starts() -> None:
+    entries = parse_entries(["a:1", "a:2", "b:1", "c:1", "c:2", "d:1", "e:1"], "mirror")
+    checks = {i: Check(A if i < 2 else C if i in (3, 4) else B, None, pulls=4) for i in range(7)}
+    checks[5] = Check(B, None, pulls=4)
+    result = plan(entries, checks)
+    in_flight = {
+        "mirror/library/b:1": (B, "build-1"),  # this very copy
+        "mirror/library/c:9": (C, "build-2"),  # the same digest into c under another tag
+    }
+    refused = {"mirror/library/e": Outcome(error="claimed elsewhere", invalid=True)}
+
+    waiting, ready = admit(result.copies, in_flight, pulls_left=5, reserve=10, refused=refused)
+
+    assert [c.index for c in ready] == [0, 1]  # a:1 takes 4 of the 5 pulls, a:2 is its free re-tag
+    assert waiting[2].inflight
+    assert waiting[2].build == "build-1"
+    assert waiting[2].error == "inflight: already being copied by build build-1"
+    assert waiting[3].inflight
+    assert "the next run re-tags it" in (waiting[3].error or "")
+    assert waiting[4] == waiting[3]  # its re-tag waits with it
+    assert waiting[5].deferred
+    assert waiting[5].error == "deferred: 4 pulls needed, 1 left above the reserve of 10 until the window resets"
+    assert waiting[6] is refused["mirror/library/e"]
+
+
+def test_each_status_is_settled_once_from_the_plan_and_the_outcome() -> None:
+    result = plan(parse_entries(["a:1"], "mirror"), {0: Check(A, B)})
+    (decision,) = result.decisions
+    assert settle(decision, None) == decision
+    assert settle(decision, Outcome(build="b-1")).status is Status.CHANGED
+    assert settle(decision, Outcome(build="b-1")).build == "b-1"
+    assert settle(decision, Outcome("b-2", "inflight: x", inflight=True)).status is Status.INFLIGHT
+    assert settle(decision, Outcome(error="deferred: x", deferred=True)).status is Status.DEFERRED
+    assert settle(decision, Outcome(error="claimed", invalid=True)).status is Status.INVALID
+    failed = settle(decision, Outcome(error="build could not be started"))
+    assert (failed.status, failed.error) == (Status.FAILED, "build could not be started")
