@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
+from .codebuild import PreviousRun
 from .ecr import aws_error
 from .imagelist import Entry
 from .planning import Outcome, Plan, Status, settle
 from .references import DOCKER_HUB
+from .registry import RateLimit
 from .state import Place
 
 #: what a returned report may weigh; Lambda refuses a synchronous response over 6 MB after the work is done
@@ -94,3 +97,66 @@ def store(s3: Any, place: Place, report: Mapping[str, Any]) -> tuple[str, str | 
     except Exception as e:  # the report is still returned and logged
         return where, aws_error(e)
     return where, None
+
+
+def summary(images: Sequence[Mapping[str, Any]], builds: int, tag_sets: int = 0) -> dict[str, int]:
+    """The counts of a run: its records by status, the builds it started and the tag sets it evaluated."""
+    counts = {str(s): 0 for s in Status}
+    for image in images:
+        counts[image["status"]] += 1
+    return {"total": len(images), **counts, "buildsStarted": builds, "tagSets": tag_sets}
+
+
+def assemble(
+    run_id: str,
+    dry_run: bool,
+    started_at: datetime,
+    images: list[dict[str, Any]],
+    *,
+    builds: int,
+    tag_sets: int,
+    rate_limits: Mapping[str, RateLimit],
+    previous: PreviousRun | None,
+) -> dict[str, Any]:
+    """The run's report: its records, their summary, the rate limits its requests saw and what the previous run's
+    builds spent (None: no earlier run seen)."""
+    return {
+        "runId": run_id,
+        "dryRun": dry_run,
+        "startedAt": started_at.isoformat(timespec="seconds"),
+        "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+        "summary": summary(images, builds, tag_sets),
+        "rateLimit": {host: {"limit": r.limit, "remaining": r.remaining} for host, r in sorted(rate_limits.items())},
+        "previousRun": None
+        if previous is None
+        else {"runId": previous.run_id, "builds": previous.builds, "dockerHubPulls": previous.pulls},
+        "images": images,
+    }
+
+
+class MetricSink(Protocol):
+    def add_metric(self, name: str, unit: Any, value: float) -> Any: ...
+
+
+def emit_metrics(metrics: MetricSink, report: Mapping[str, Any]) -> None:
+    """The report's figures as CloudWatch metrics (the dashboard's): counts by status, builds, Docker Hub pulls."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    summary = report["summary"]
+    for name, value in (
+        ("ImagesChecked", summary["total"] - summary["invalid"]),
+        ("ImagesUnchanged", summary["unchanged"]),
+        ("ImagesChanged", summary["changed"]),
+        ("ImagesMissing", summary["missing"]),
+        ("ImagesDeferred", summary["deferred"]),
+        ("ImagesInflight", summary["inflight"]),
+        ("ImagesFailed", summary["failed"] + summary["invalid"]),
+        ("BuildsStarted", summary["buildsStarted"]),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    hub = report["rateLimit"].get(DOCKER_HUB)
+    if hub and hub["remaining"] is not None:
+        metrics.add_metric(name="DockerHubPullsRemaining", unit=MetricUnit.Count, value=hub["remaining"])
+    previous = report.get("previousRun")
+    if previous and previous["dockerHubPulls"] is not None:
+        metrics.add_metric(name="DockerHubPullsSpent", unit=MetricUnit.Count, value=previous["dockerHubPulls"])

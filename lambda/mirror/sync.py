@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -19,9 +19,10 @@ from .codebuild import RecentBuilds, recent_builds
 from .credentials import registry_credentials
 from .ecr import aws_error, registry_auth
 from .imagelist import expand_tag_sets
-from .planning import Outcome, Status, admit, plan
+from .planning import Outcome, admit, plan
 from .references import DOCKER_HUB
 from .registry import Credential, RegistryClient
+from .report import MetricSink
 from .settings import ConfigurationError, Settings
 from .stages import (
     Aws,
@@ -41,10 +42,6 @@ __all__ = ["Aws", "InvalidEventError", "RunRequest", "parse_event", "run"]
 
 class InvalidEventError(ValueError):
     """The invocation's event has a field of the wrong type; nothing was started."""
-
-
-class MetricSink(Protocol):
-    def add_metric(self, name: str, unit: Any, value: float) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -89,13 +86,6 @@ def _pulls_left(settings: Settings, rate_limits: Mapping[str, Any]) -> int | Non
     if not settings.dockerhub_credentials or hub is None or hub.remaining is None:
         return None
     return int(hub.remaining) - settings.dockerhub_pull_reserve
-
-
-def _summary(images: Sequence[Mapping[str, Any]], builds: int, tag_sets: int = 0) -> dict[str, int]:
-    counts = {str(s): 0 for s in Status}
-    for image in images:
-        counts[image["status"]] += 1
-    return {"total": len(images), **counts, "buildsStarted": builds, "tagSets": tag_sets}
 
 
 def run(
@@ -166,7 +156,7 @@ def _skipped(run_id: str, request: RunRequest, started_at: datetime, reason: str
         "startedAt": started_at.isoformat(timespec="seconds"),
         "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
         "skipped": reason,
-        "summary": _summary([], 0),
+        "summary": reports.summary([], 0),
         "rateLimit": {},
         "previousRun": None,
         "images": [],
@@ -250,16 +240,16 @@ def _sync(
         client.close()
 
     images = reports.records(entries, result, outcomes, ecr_host)
-    report: dict[str, Any] = {
-        "runId": run_id,
-        "dryRun": request.dry_run,
-        "startedAt": started_at.isoformat(timespec="seconds"),
-        "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-        "summary": _summary(images, builds, tag_sets),
-        "rateLimit": {host: {"limit": r.limit, "remaining": r.remaining} for host, r in sorted(rate_limits.items())},
-        "previousRun": _previous(recent),
-        "images": images,
-    }
+    report = reports.assemble(
+        run_id,
+        request.dry_run,
+        started_at,
+        images,
+        builds=builds,
+        tag_sets=tag_sets,
+        rate_limits=rate_limits,
+        previous=recent.previous,
+    )
     for image in images:
         log.info("image", extra={"image": image})
     log.info(
@@ -274,7 +264,7 @@ def _sync(
         },
     )
     if metrics is not None:
-        _emit_metrics(metrics, report)
+        reports.emit_metrics(metrics, report)
     if history is not None and not request.dry_run:
         checked = [keys[i] for i, c in checks.items() if c.complete]
         warning = history.save(checked, keys.values(), time.time())
@@ -290,37 +280,3 @@ def _sync(
             log.info("report stored", extra={"location": location})
     report["reportLocation"] = location
     return reports.fit(report)
-
-
-def _previous(recent: RecentBuilds) -> dict[str, Any] | None:
-    """The previous run's builds and the Docker Hub pulls they spent, where they said (None: no earlier run seen)."""
-    if recent.previous is None:
-        return None
-    return {
-        "runId": recent.previous.run_id,
-        "builds": recent.previous.builds,
-        "dockerHubPulls": recent.previous.pulls,
-    }
-
-
-def _emit_metrics(metrics: MetricSink, report: Mapping[str, Any]) -> None:
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    summary = report["summary"]
-    for name, value in (
-        ("ImagesChecked", summary["total"] - summary["invalid"]),
-        ("ImagesUnchanged", summary["unchanged"]),
-        ("ImagesChanged", summary["changed"]),
-        ("ImagesMissing", summary["missing"]),
-        ("ImagesDeferred", summary["deferred"]),
-        ("ImagesInflight", summary["inflight"]),
-        ("ImagesFailed", summary["failed"] + summary["invalid"]),
-        ("BuildsStarted", summary["buildsStarted"]),
-    ):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    hub = report["rateLimit"].get(DOCKER_HUB)
-    if hub and hub["remaining"] is not None:
-        metrics.add_metric(name="DockerHubPullsRemaining", unit=MetricUnit.Count, value=hub["remaining"])
-    previous = report.get("previousRun")
-    if previous and previous["dockerHubPulls"] is not None:
-        metrics.add_metric(name="DockerHubPullsSpent", unit=MetricUnit.Count, value=previous["dockerHubPulls"])

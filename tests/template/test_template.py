@@ -377,7 +377,7 @@ def test_outputs(cfn: dict[str, Any]) -> None:
 
 def test_the_dashboard_shows_what_the_function_emits_and_the_builds(cfn: dict[str, Any]) -> None:
     from mirror.planning import Status
-    from mirror.sync import _emit_metrics
+    from mirror.report import emit_metrics
 
     class Sink:
         names: set[str] = set()
@@ -388,7 +388,7 @@ def test_the_dashboard_shows_what_the_function_emits_and_the_builds(cfn: dict[st
     summary = {"total": 1, **{str(s): 0 for s in Status}, "buildsStarted": 0, "tagSets": 0}
     sink = Sink()
     previous = {"runId": "r", "builds": 1, "dockerHubPulls": 5}
-    _emit_metrics(
+    emit_metrics(
         sink, {"summary": summary, "rateLimit": {"docker.io": {"limit": 100, "remaining": 50}}, "previousRun": previous}
     )
     body = cfn["Resources"]["MirrorDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
