@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 PY312_DIR = $(dir $(shell command -v $(PYTHON)))
 
-.PHONY: test lint template unit integration sandbox benchmark buildspec local-env deps venv clean
+.PHONY: test lint template unit integration sandbox plan benchmark buildspec local-env deps venv clean
 
 deps:
 	@scripts/install-system-deps.sh
@@ -60,6 +60,14 @@ test: deps venv lint template
 SANDBOX_DIR ?= .sandbox
 sandbox: deps venv
 	$(VENV)/bin/python -m devtools.sandbox --workdir $(SANDBOX_DIR)
+
+# Try a list before deploying it: the function's parsing, tag sets and checks against the real registries (and this
+# account's ECR with AWS credentials); starts no build, writes nothing: make plan LIST=my-images.yaml [REGION=...]
+# (the ECR's region: REGION, else the AWS configuration's, not the us-east-1 this Makefile gives the tests)
+plan: venv
+	@test -n "$(LIST)" || { echo "usage: make plan LIST=my-images.yaml [REGION=<the ECR's region>]"; exit 2; }
+	$(if $(filter file,$(origin AWS_DEFAULT_REGION)),env -u AWS_DEFAULT_REGION) \
+		$(VENV)/bin/python -m devtools.plan $(LIST) $(if $(REGION),--region $(REGION))
 
 # Figures: the package sam build makes (size, import time), then at scale (1,000 images; 10,000 entries): a
 # timing pass (with the bare-HTTP floor at 1,000 and 10,000 images, the 20,000-entry maximum in a fresh process and

@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,12 +46,12 @@ from devtools.sandbox import table  # noqa: E402
 from mirror import report as reports  # noqa: E402
 from mirror.budget import FUNCTION_TIMEOUT_MAX_SECONDS, Budget  # noqa: E402
 from mirror.ecr import EcrError, aws_error, registry_auth  # noqa: E402
-from mirror.imagelist import Entry, ImageListError, expand_tag_sets  # noqa: E402
-from mirror.planning import Outcome, Plan, Status, admit, plan  # noqa: E402
+from mirror.imagelist import Entry, ImageListError  # noqa: E402
+from mirror.planning import Outcome, Plan, Status, admit  # noqa: E402
 from mirror.references import DOCKER_HUB  # noqa: E402
 from mirror.registry import Credential, ManifestHead, NotFoundError, RegistryClient  # noqa: E402
 from mirror.settings import ConfigurationError, Settings  # noqa: E402
-from mirror.stages import Aws, check_images, claim_repositories, list_tag_sets, load_entries, select_tags  # noqa: E402
+from mirror.stages import Aws, check_list, claim_repositories, load_entries  # noqa: E402
 from mirror.tagsets import Selection  # noqa: E402
 
 #: what the function's settings need that a laptop has no use for (the plan starts no build)
@@ -183,7 +184,7 @@ def connect_ecr(session: Any) -> Ecr:
         )
         host, credential = registry_auth(client)
     except NoRegionError:
-        return Ecr(NO_ECR, None, None, "no AWS region (--region or AWS_REGION): targets not checked")
+        return Ecr(NO_ECR, None, None, "no AWS region (--region or AWS_DEFAULT_REGION): targets not checked")
     except BotoCoreError as e:
         return Ecr(NO_ECR, None, None, f"ECR not reachable ({aws_error(e)}): targets not checked")
     except EcrError as e:
@@ -230,7 +231,7 @@ def make(env: Mapping[str, str], session: Any) -> Planned:
     aws = Aws(
         ecr=ecr.client, codebuild=None, s3=session.client("s3") if settings.image_list.startswith("s3://") else None
     )
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC)
     loaded = load_entries(None, settings, aws, Path.cwd(), ecr.host if ecr.client is not None else None)
     logins = docker_logins(env)
     credentials = registry_logins(logins, settings)
@@ -242,9 +243,7 @@ def make(env: Mapping[str, str], session: Any) -> Planned:
     def remaining() -> float:
         return FUNCTION_TIMEOUT_MAX_SECONDS - (time.monotonic() - started)
 
-    entries = loaded.entries
-    tag_sets = sum(1 for e in entries if e.tag_set is not None)
-    budget = Budget(remaining, len(entries), settings.images_per_build, dry_run=True)
+    budget = Budget(remaining, len(loaded.entries), settings.images_per_build, dry_run=True)
     client = (RegistryClient if ecr.client is not None else SourcesOnly)(
         endpoints=settings.registry_endpoints,
         credentials=credentials,
@@ -252,30 +251,13 @@ def make(env: Mapping[str, str], session: Any) -> Planned:
         pool_size=settings.max_concurrency,
         remaining_seconds=budget.for_requests,
     )
-    selections: dict[int, Selection | str] = {}
-    heads = None
     try:
-        if tag_sets:
-            with budget.listings() as share:
-                listings = list_tag_sets(
-                    entries,
-                    client,
-                    share,
-                    concurrency=settings.max_concurrency,
-                    timeout=settings.request_timeout,
-                    log=log,
-                )
-            selections, heads = select_tags(entries, listings, client, concurrency=settings.max_concurrency, log=log)
-            entries = expand_tag_sets(loaded.images, entries, selections, settings.naming, loaded.sources)
-            budget.entries(len(entries))
-        checks = check_images(
-            entries, client, ecr.host, concurrency=settings.max_concurrency, log=log, budget=budget, heads=heads
-        )
-        result = plan(entries, checks)
+        checked = check_list(loaded, client, ecr.host, settings, budget, log)  # the function's own stages
         rate_limits = client.rate_limits()
         requests = client.requests_sent
     finally:
         client.close()
+    entries, result = checked.entries, checked.plan
     outcomes: dict[int, Outcome] = {}
     if result.copies:
         # Which upstream each target repository belongs to, as a dry run reads it; nothing is created or tagged.
@@ -290,28 +272,34 @@ def make(env: Mapping[str, str], session: Any) -> Planned:
             refused=refused,
         )
     images = reports.records(entries, result, outcomes, ecr.host)
-    counts = {str(s): 0 for s in Status}
-    for image in images:
-        counts[image["status"]] += 1
-    report: dict[str, Any] = {
-        "summary": {"total": len(images), **counts, "buildsStarted": 0, "tagSets": tag_sets},
-        "rateLimit": {host: {"limit": r.limit, "remaining": r.remaining} for host, r in sorted(rate_limits.items())},
-        "previousRun": None,
-        "images": images,
-    }
+    # The function's report, as its dry run assembles it (no build started, no previous run read).
+    report = reports.assemble(
+        "plan",
+        True,
+        started_at,
+        images,
+        builds=0,
+        tag_sets=checked.tag_sets,
+        rate_limits=rate_limits,
+        previous=None,
+    )
     return Planned(
         settings.image_list,
         ecr,
         logins,
         credentialed,
         loaded.entries,
-        selections,
+        checked.selections,
         entries,
         result,
         outcomes,
         report,
         requests,
     )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _named(tags: Sequence[str], limit: int) -> str:
@@ -348,10 +336,10 @@ def copy_lines(planned: Planned) -> list[str]:
         if image.get("retag"):
             cost = "a re-tag from the digest the repository holds (no pull)"
         elif "pulls" in image:
-            cost = f"about {image['pulls']} Docker Hub pull(s)"
+            cost = f"about {_count(image['pulls'], 'Docker Hub pull', 'Docker Hub pulls')}"
         else:
             cost = "a copy"
-        lines.append(f"  {image['source']} -> {image['target']}: {cost}")
+        lines.append(f"  {image['source']} -> {image['target'].split('/', 1)[1]}: {cost}")  # the header names ECR
     return lines
 
 
@@ -366,9 +354,10 @@ def problem_lines(planned: Planned) -> list[str]:
 def render(planned: Planned) -> str:
     ecr = planned.ecr
     lines = [
-        f"plan of {planned.source}: {len(planned.entries)} entries, {planned.report['summary']['tagSets']} tag "
-        f"set(s); nothing is started or written",
+        f"plan of {planned.source}: {_count(len(planned.entries), 'entry', 'entries')}, "
+        f"{_count(planned.report['summary']['tagSets'], 'tag set', 'tag sets')}; nothing is started or written",
         f"targets checked in ECR {ecr.host}" if ecr.why_not is None else f"{ecr.why_not} (each reads as missing)",
+        f"{planned.requests} registry requests (HEADs and tag lists on the sources: no Docker Hub pull)",
     ]
     if planned.logins.path is not None:
         used = ", ".join(planned.credentialed) or "none of the list's registries"

@@ -15,8 +15,8 @@ from .budget import Budget, Share
 from .codebuild import BuildStartError, idempotency_token, mirror_images, start_build
 from .credentials import build_logins
 from .ecr import SOURCE_TAG, claim_repository
-from .imagelist import Entry, check_entries, load_text, parse_document, parse_entries
-from .planning import Check, Copy, Outcome, batches
+from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
+from .planning import Check, Copy, Outcome, Plan, batches, plan
 from .registry import (
     DeadlineError,
     ManifestHead,
@@ -266,6 +266,60 @@ def check_images(
         todo.sort(key=lambda e: (order(e), e.index))
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="check") as pool:
         return dict(zip((e.index for e in todo), pool.map(contained, todo), strict=True))
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The read-only part of a run: the list with its tag sets expanded, what each tag set selected (or why it has
+    nothing), each image's check, and the plan."""
+
+    entries: list[Entry]
+    selections: dict[int, Selection | str]
+    checks: dict[int, Check]
+    plan: Plan
+    tag_sets: int
+
+
+def check_list(
+    loaded: Loaded,
+    client: RegistryClient,
+    ecr_host: str,
+    settings: Settings,
+    budget: Budget,
+    log: Log,
+    *,
+    order: Callable[[Entry], float] | None = None,
+) -> Checked:
+    """List and select each tag set's tags (within the listings' share), expand them, check every image, plan:
+    what the function and the plan (`devtools.plan`) both do before anything is written."""
+    entries = loaded.entries
+    tag_sets = sum(1 for e in entries if e.tag_set is not None)
+    selections: dict[int, Selection | str] = {}
+    heads = None
+    if tag_sets:
+        with budget.listings() as share:
+            listings = list_tag_sets(
+                entries,
+                client,
+                share,
+                concurrency=settings.max_concurrency,
+                timeout=settings.request_timeout,
+                log=log,
+            )
+        selections, heads = select_tags(entries, listings, client, concurrency=settings.max_concurrency, log=log)
+        entries = expand_tag_sets(loaded.images, entries, selections, settings.naming, loaded.sources)
+        budget.entries(len(entries))
+    checks = check_images(
+        entries,
+        client,
+        ecr_host,
+        concurrency=settings.max_concurrency,
+        log=log,
+        budget=budget,
+        order=order,
+        heads=heads,
+    )
+    return Checked(entries, selections, checks, plan(entries, checks), tag_sets)
 
 
 def claim_repositories(

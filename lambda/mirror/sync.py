@@ -18,8 +18,8 @@ from .budget import LEASE_SLACK_SECONDS, Budget
 from .codebuild import RecentBuilds, recent_builds
 from .credentials import registry_credentials
 from .ecr import aws_error, registry_auth
-from .imagelist import expand_tag_sets
-from .planning import Outcome, admit, plan
+from .imagelist import Entry
+from .planning import Outcome, admit
 from .references import DOCKER_HUB
 from .registry import Credential, RegistryClient
 from .report import MetricSink
@@ -28,11 +28,9 @@ from .stages import (
     Aws,
     Loaded,
     Log,
-    check_images,
+    check_list,
     claim_repositories,
-    list_tag_sets,
     load_entries,
-    select_tags,
     start_builds,
 )
 from .state import AnotherRunError, History, Lease, Place, identity
@@ -177,9 +175,7 @@ def _sync(
     run_id: str,
     started_at: datetime,
 ) -> dict[str, Any]:
-    entries = loaded.entries
-    tag_sets = sum(1 for e in entries if e.tag_set is not None)
-    budget = Budget(remaining_seconds, len(entries), settings.images_per_build, dry_run=request.dry_run)
+    budget = Budget(remaining_seconds, len(loaded.entries), settings.images_per_build, dry_run=request.dry_run)
     history: History | None = None
     if place is not None:
         history, warning = History.load(aws.s3, place, "event" if request.images is not None else settings.image_list)
@@ -192,33 +188,11 @@ def _sync(
         pool_size=settings.max_concurrency,
         remaining_seconds=budget.for_requests,
     )
-    heads = None
     try:
-        if tag_sets:
-            with budget.listings() as share:
-                listings = list_tag_sets(
-                    entries,
-                    client,
-                    share,
-                    concurrency=settings.max_concurrency,
-                    timeout=settings.request_timeout,
-                    log=log,
-                )
-            selections, heads = select_tags(entries, listings, client, concurrency=settings.max_concurrency, log=log)
-            entries = expand_tag_sets(loaded.images, entries, selections, settings.naming, loaded.sources)
-            budget.entries(len(entries))
-        keys = {e.index: identity(str(e.source), str(e.target)) for e in entries if e.valid}
-        checks = check_images(
-            entries,
-            client,
-            ecr_host,
-            concurrency=settings.max_concurrency,
-            log=log,
-            budget=budget,
-            order=(lambda e: history.last_checked(keys[e.index])) if history is not None else None,
-            heads=heads,
-        )
-        result = plan(entries, checks)
+        # Least recently checked first, so a list too long for one run is checked in rotation.
+        last = (lambda e: history.last_checked(_key(e))) if history is not None else None
+        checked = check_list(loaded, client, ecr_host, settings, budget, log, order=last)
+        entries, result = checked.entries, checked.plan
         outcomes: dict[int, Outcome] = {}
         builds = 0
         recent = _recent_builds(aws, settings, log, run_id)
@@ -246,7 +220,7 @@ def _sync(
         started_at,
         images,
         builds=builds,
-        tag_sets=tag_sets,
+        tag_sets=checked.tag_sets,
         rate_limits=rate_limits,
         previous=recent.previous,
     )
@@ -266,8 +240,9 @@ def _sync(
     if metrics is not None:
         reports.emit_metrics(metrics, report)
     if history is not None and not request.dry_run:
-        checked = [keys[i] for i, c in checks.items() if c.complete]
-        warning = history.save(checked, keys.values(), time.time())
+        keys = {e.index: _key(e) for e in entries if e.valid}
+        complete = [keys[i] for i, c in checked.checks.items() if c.complete]
+        warning = history.save(complete, keys.values(), time.time())
         if warning:
             log.warning(warning)
     location: str | None = None
@@ -280,3 +255,8 @@ def _sync(
             log.info("report stored", extra={"location": location})
     report["reportLocation"] = location
     return reports.fit(report)
+
+
+def _key(entry: Entry) -> str:
+    """An entry's name in the check history."""
+    return identity(str(entry.source), str(entry.target))

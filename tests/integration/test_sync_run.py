@@ -355,15 +355,16 @@ def test_logs_metrics_and_no_secret_anywhere(mirror: Mirror, capsys: pytest.Capt
     capsys.readouterr()
     import app
 
-    # Powertools' handler keeps the stream it was created with; point it at a buffer for this run.
+    # Powertools' handler keeps the stream it was created with (sys.stdout then: maybe an earlier test's capture,
+    # closed since, which setStream would flush); point it at a buffer for this run.
     logs = io.StringIO()
     handler = app.logger.registered_handler
     assert isinstance(handler, logging.StreamHandler)
-    previous = handler.setStream(logs)
+    previous, handler.stream = handler.stream, logs
     try:
         report = mirror.invoke({"images": [mirror.image("a"), mirror.image("b"), "bad name"]})
     finally:
-        handler.setStream(previous)
+        handler.stream = previous
 
     output = logs.getvalue() + capsys.readouterr().out  # log lines, then the metrics Powertools prints
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
