@@ -330,10 +330,17 @@ def tag_set_lines(planned: Planned) -> list[str]:
 def copy_lines(planned: Planned) -> list[str]:
     """What a run would copy now: each copy's target and what it costs (a re-tag from ECR costs no pull)."""
     lines = []
-    for image in planned.report["images"]:
+    after = {
+        d.index: planned.expanded[d.copy.after].target
+        for d in planned.result.decisions
+        if d.copy is not None and d.copy.after is not None
+    }
+    for decision, image in zip(planned.result.decisions, planned.report["images"], strict=True):
         if image["status"] not in (Status.MISSING, Status.CHANGED):
             continue
-        if image.get("retag"):
+        if decision.index in after:
+            cost = f"a re-tag after the copy to {after[decision.index]} (the same digest: no pull)"
+        elif image.get("retag"):
             cost = "a re-tag from the digest the repository holds (no pull)"
         elif "pulls" in image:
             cost = f"about {_count(image['pulls'], 'Docker Hub pull', 'Docker Hub pulls')}"
@@ -363,7 +370,7 @@ def render(planned: Planned) -> str:
         used = ", ".join(planned.credentialed) or "none of the list's registries"
         lines.append(f"registry credentials from {planned.logins.path}: {used}")
     lines += [f"note: {n}" for n in planned.logins.notes]
-    lines += ["", table("what a run would find now", planned.report, [])]
+    lines += ["", table("what a run would find now", planned.report, None)]
     sections = (
         ("tag sets", tag_set_lines(planned)),
         ("would copy", copy_lines(planned)),

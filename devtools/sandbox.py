@@ -208,15 +208,20 @@ def short(digest: str | None) -> str:
     return digest.split(":", 1)[1][:12] if digest else "-"
 
 
-def table(title: str, report: dict[str, Any], builds: list[BuildRun]) -> str:
-    copied = {line.split(" -> ", 1)[1] for run in builds for line in run.lines("COPIED")}
-    failed = {line.split(" ", 2)[1].rstrip(":") for run in builds for line in run.lines("FAILED")}
-    deferred = {line.split(" ", 2)[1].rstrip(":") for run in builds for line in run.lines("DEFERRED")}
+def table(title: str, report: dict[str, Any], builds: list[BuildRun] | None) -> str:
+    """The run's records as a table, with what its builds did to each (`builds`: None for a plan, which starts
+    none: the COPY column then says what a run would do, a copy or a re-tag)."""
+    ran = builds or []
+    copied = {line.split(" -> ", 1)[1] for run in ran for line in run.lines("COPIED")}
+    failed = {line.split(" ", 2)[1].rstrip(":") for run in ran for line in run.lines("FAILED")}
+    deferred = {line.split(" ", 2)[1].rstrip(":") for run in ran for line in run.lines("DEFERRED")}
     rows = [("IMAGE", "STATUS", "SOURCE", "ECR BEFORE", "COPY")]
     for image in report["images"]:
         location = image["target"] and image["target"].split("/", 1)[1]
         copy_state = "-"
-        if image["build"]:
+        if builds is None and image["status"] in ("missing", "changed"):
+            copy_state = "re-tag" if image.get("retag") else "copy"
+        elif image["build"]:
             copy_state = next(
                 (
                     state
@@ -232,12 +237,17 @@ def table(title: str, report: dict[str, Any], builds: list[BuildRun]) -> str:
     lines = [title, "-" * len(title)]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     s = report["summary"]
-    spent = sum(int(m.group(1)) for run in builds if (m := re.search(r"; (\d+) Docker Hub pulls spent", run.output)))
+    spent = sum(int(m.group(1)) for run in ran if (m := re.search(r"; (\d+) Docker Hub pulls spent", run.output)))
+    remaining = report["rateLimit"].get("docker.io", {}).get("remaining", "n/a")
     lines.append(
         f"{s['total']} images: {s['unchanged']} unchanged, {s['changed']} changed, {s['missing']} missing, "
-        f"{s['deferred']} deferred, {s['failed']} failed, {s['invalid']} invalid; {s['buildsStarted']} build(s) "
-        f"started; Docker Hub pulls remaining: {report['rateLimit'].get('docker.io', {}).get('remaining', 'n/a')}; "
-        f"the copies spent {spent} pull(s)"
+        f"{s['deferred']} deferred, {s['failed']} failed, {s['invalid']} invalid; "
+        + (
+            f"Docker Hub pulls remaining: {remaining}"
+            if builds is None
+            else f"{s['buildsStarted']} build(s) started; Docker Hub pulls remaining: {remaining}; the copies spent "
+            f"{spent} pull(s)"
+        )
     )
     previous = report.get("previousRun")
     if previous and previous["dockerHubPulls"] is not None:

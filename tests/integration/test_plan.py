@@ -86,8 +86,16 @@ def test_a_plan_shows_each_image_and_what_each_tag_set_selected_and_left_out(
     assert done.code == 0, done.err
     assert f"targets checked in ECR {ECR_ACCOUNT_HOST}" in done.out
     table = rows(done.out)
-    app_rows = {f"docker.io/{mirror.image('app')}:{t}": ["missing", short(app[t]), "-", "-"] for t in TAGS[1:5]}
-    assert table == {f"docker.io/{mirror.image('web')}:1": ["missing", short(web.digest), "-", "-"], **app_rows}
+    # the tag set's four tags are one image here: copied once, then re-tagged after that copy
+    app_rows = {
+        f"docker.io/{mirror.image('app')}:{t}": ["missing", short(app[t]), "-", "copy" if t == "1.2.0" else "re-tag"]
+        for t in TAGS[1:5]
+    }
+    assert table == {f"docker.io/{mirror.image('web')}:1": ["missing", short(web.digest), "-", "copy"], **app_rows}
+    assert (
+        f":1.2 -> mirror/{mirror.image('app')}:1.2: a re-tag after the copy to mirror/{mirror.image('app')}:1.2.0"
+        in done.out
+    )
     assert f"entry 2: docker.io/{mirror.image('app')} tags semver >=1 <2" in done.out
     assert "  selected: 1.2.0, 1.2, 1.1.0, 1.0.0" in done.out
     assert "  left out: not a version: 1 (latest)" in done.out
@@ -129,6 +137,7 @@ def test_an_image_ecr_holds_reads_unchanged_and_the_plan_is_the_functions_dry_ru
     one, two, three = (f"docker.io/{mirror.image('web')}:{t}" for t in ("1", "2", "3"))
     assert table[one] == ["unchanged", short(web.digest), short(web.digest), "-"]
     assert table[two][0] == table[three][0] == "missing"
+    assert (table[two][3], table[three][3]) == ("re-tag", "copy")
     assert f"{two} -> mirror/{mirror.image('web')}:2: a re-tag" in done.out
     assert f"{one} ->" not in done.out
 
@@ -292,5 +301,5 @@ def test_without_aws_credentials_only_the_sources_are_checked(mirror: Mirror, tm
 
     assert done.returncode == 0, done.stderr
     assert "no AWS credentials: targets not checked (each reads as missing)" in done.stdout
-    assert rows(done.stdout) == {f"docker.io/{mirror.image('web')}:1": ["missing", short(web.digest), "-", "-"]}
+    assert rows(done.stdout) == {f"docker.io/{mirror.image('web')}:1": ["missing", short(web.digest), "-", "copy"]}
     assert f"-> mirror/{mirror.image('web')}:1: about 9 Docker Hub pulls" in done.stdout
