@@ -611,9 +611,19 @@ def copy_all(
         by_repository.setdefault(job.repository, []).append(job)
 
     def one_repository(queue: list[Job]) -> None:
+        # What became of this build's copies that did not land, by digest: their re-tags follow them.
+        waiting: dict[str, str] = {}
         for job in queue:
             deadline = Deadline.start(timeout)  # the quota check, the copy and the tag: one entry's time
             try:
+                if job.retag and job.digest in waiting:
+                    deferred = waiting[job.digest] == "was deferred"
+                    kind = "DEFERRED" if deferred else "FAILED"
+                    ledger.line(
+                        f"{kind} {job.target}: a re-tag of {job.digest}, whose copy {waiting[job.digest]}",
+                        deferred=deferred,
+                    )
+                    continue
                 if job.retag:  # the digest is in the repository already: no upstream request, no pull
                     reason, _ = tag(job, deadline.at, environ)
                     if reason:
@@ -621,14 +631,16 @@ def copy_all(
                     else:
                         ledger.line(f"COPIED {job.repository}@{job.digest} -> {job.target}", copied=True)
                     continue
-                why = quota.admit(job, deadline.at)
-                if why is not None:
-                    ledger.line(f"DEFERRED {job.target}: {why}", deferred=True)
+                held_back = quota.admit(job, deadline.at)
+                if held_back is not None:
+                    waiting[job.digest] = "was deferred"
+                    ledger.line(f"DEFERRED {job.target}: {held_back}", deferred=True)
                     continue
                 reason, manifests = copy(job, deadline, workdir, environ)
             except Exception as e:  # one entry's surprise is that entry's line, never the others'
                 reason, manifests = f"internal error: {type(e).__name__}", 0
             if reason:
+                waiting.setdefault(job.digest, "failed")
                 ledger.line(f"FAILED {job.target}: {reason}")
             else:
                 spent = manifests if job.registry == DOCKER_HUB else 0

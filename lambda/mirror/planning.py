@@ -139,6 +139,10 @@ def plan(entries: Sequence[Entry], checks: Mapping[int, Check]) -> Plan:
             decisions[i] = replace(decision, copy=replace(copy, pulls=0, retag=True, after=first[key]))
         else:
             first[key] = copy.index
+    final = {d.index: d.copy for d in decisions if d.copy is not None and d.copy.index == d.index}
+    decisions = [  # a duplicate shares the copy of the entry it repeats, as that copy now is
+        replace(d, copy=final[d.copy.index]) if d.copy is not None and d.copy.index != d.index else d for d in decisions
+    ]
     return Plan(tuple(decisions))
 
 
@@ -177,6 +181,7 @@ def admit(
     waiting: dict[int, Outcome] = {}
     ready: list[Copy] = []
     refused = refused or {}
+    targets = {c.index: c.target for c in copies}
     for c in copies:
         if c.target.repository in refused:
             waiting[c.index] = refused[c.target.repository]
@@ -195,7 +200,13 @@ def admit(
                 inflight=True,
             )
         elif c.after is not None and c.after in waiting:
-            waiting[c.index] = waiting[c.after]
+            first = waiting[c.after]
+            kind = (first.error or "").split(":", 1)[0]
+            waiting[c.index] = replace(
+                first, error=f"{kind}: a re-tag after the copy to {targets[c.after]}, which waits ({first.error})"
+            )
+        elif c.retag:
+            ready.append(c)  # costs no pull, whatever is left of the quota
         elif c.source.registry == DOCKER_HUB and pulls_left is not None and c.pulls > pulls_left:
             waiting[c.index] = Outcome(
                 error=f"deferred: {c.pulls} pulls needed, {max(pulls_left, 0)} left above the reserve of {reserve} "
@@ -209,10 +220,15 @@ def admit(
     return waiting, ready
 
 
+#: the most copies one build is given, re-tags included (IMAGES_PER_BUILD's own maximum)
+BATCH_MAX = 100
+
+
 def batches(copies: Sequence[Copy], size: int) -> Iterator[tuple[Copy, ...]]:
     """Groups of about `size` copies, in order: few builds, since accounts may run only one at a time. A re-tag
-    goes in the build of the copy it follows (right after it), so a batch grows past `size` rather than split them.
-    """
+    goes in the build of the copy it follows (right after it), so a batch grows past `size` rather than split them,
+    up to BATCH_MAX: the re-tags past it go to the next build (one that runs before the copy is done fails them,
+    and the next run re-tags them)."""
     groups: dict[int, list[Copy]] = {}
     for c in copies:
         groups.setdefault(c.after if c.after is not None and c.after in groups else c.index, []).append(c)
@@ -221,7 +237,11 @@ def batches(copies: Sequence[Copy], size: int) -> Iterator[tuple[Copy, ...]]:
         if batch and len(batch) + len(group) > size:
             yield tuple(batch)
             batch = []
-        batch.extend(group)
+        for c in group:
+            if len(batch) == BATCH_MAX:
+                yield tuple(batch)
+                batch = []
+            batch.append(c)
     if batch:
         yield tuple(batch)
 

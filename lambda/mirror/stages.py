@@ -228,7 +228,11 @@ def check_images(
             target, target_error = lookup("target", ecr_host, repository, entry.target.tag)
             target_digest = target.digest if target is not None else None
             changed = error is None and source_digest is not None and source_digest != target_digest
-            held = lookup("target", ecr_host, repository, source_digest)[0] if changed and source_digest else None
+            held = None
+            if changed and target_error is None and source_digest is not None:
+                held, why = lookup("target", ecr_host, repository, source_digest)
+                if why is not None:  # not known to be mirrored: copied as usual
+                    log.warning("mirrored digest not read; copied", extra={"entry": entry.number, "error": why})
         except DeadlineError:
             # Reported, never dropped: the next run checks it first. A source error found first is the reason.
             return Check(source_digest, None, error or DEADLINE_REASON, complete=False)

@@ -254,8 +254,11 @@ class Candidates:
             named: dict[str, list[str]] = {r: [] for r in releases}
             older = f"older than the {self.latest} newest release{'s' if self.latest > 1 else ''}"
             for group in bucket[:walked]:
+                first = _release(group[0], group, digests)
                 for tag in group:
                     key = _release(tag, group, digests)
+                    if key not in named and digests.get(group[0]) is None:
+                        key = first  # the first tag's digest is unknown (its HEAD failed): the group by its names
                     if key in named:
                         named[key].append(tag)
                     else:
@@ -295,8 +298,8 @@ _NOT_CALENDAR = "not a calendar tag (the range compares dates)"
 class TagRule:
     """A validated rule: every given filter must hold; `latest` applies last.
 
-    `variant` is None (tags without a variant; every variant when `match` is given, since a pattern names the
-    tags it means), a tuple of variants, or ANY.
+    `variant` is None (tags without a variant; every variant when `match` or `exclude` is given, since a pattern
+    sees every tag), a tuple of variants, or ANY.
     """
 
     semver: str | None = None
@@ -327,8 +330,9 @@ class TagRule:
         return ", ".join(parts)
 
     def _variants(self) -> tuple[str | None, ...] | None:
-        """The variants selected, in order; None: every variant."""
-        if self.variant == ANY or (self.variant is None and self.match is not None):
+        """The variants selected, in order; None: every variant (`any`, or no `variant` but a pattern: `match` and
+        `exclude` see every tag)."""
+        if self.variant == ANY or (self.variant is None and (self.match is not None or self.exclude is not None)):
             return None
         return self.variant if isinstance(self.variant, tuple) else (None,)
 

@@ -186,6 +186,33 @@ def test_a_re_tag_is_written_from_the_repositorys_own_manifest_and_asks_the_sour
     assert "0 Docker Hub pulls spent" in run.output
 
 
+def test_a_re_tag_follows_its_copy_deferred_or_failed_without_asking_ecr(
+    mirror: Mirror, auth: Path, tmp_path: Path
+) -> None:
+    image = mirror.seed("held", "h", tag="1")
+    absent = "sha256:" + "0" * 64
+
+    run = run_build_phase(
+        [
+            entry(mirror, "held", image.digest, "1", pulls=3),  # deferred: the reserve is above what is left
+            {**entry(mirror, "held", image.digest, "latest", pulls=0), "retag": True},
+            entry(mirror, "gone", absent, "1", pulls=3, registry="docker.io"),
+            {**entry(mirror, "gone", absent, "latest", pulls=0), "retag": True},
+        ],
+        auth,
+        cwd=tmp_path,
+        ecr_registry=mirror.registries.ecr.location,
+        registry_endpoints=endpoints(mirror),
+        extra_env={"DOCKERHUB_PULL_RESERVE": str(mirror.registries.hub.remaining)},
+    )
+
+    held, gone = (f"{mirror.registries.ecr.location}/mirror/{mirror.image(n)}" for n in ("held", "gone"))
+    assert run.lines("DEFERRED")[1] == f"DEFERRED {held}:latest: a re-tag of {image.digest}, whose copy was deferred"
+    assert run.lines("FAILED")[-1] == f"FAILED {gone}:latest: a re-tag of {absent}, whose copy failed"
+    assert "0 copied, 2 deferred, 2 failed" in run.output
+    assert ecr_digest(mirror, f"mirror/{mirror.image('held')}", "latest") is None
+
+
 @pytest.mark.parametrize("value", ["", "not json", '{"source": "x"}', "$(touch /tmp/x)"])
 def test_unreadable_mirror_images_fails_the_build(auth: Path, tmp_path: Path, value: str) -> None:
     run = run_build_phase(value, auth, cwd=tmp_path, ecr_registry="127.0.0.1:5000")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mirror.imagelist import parse_entries
-from mirror.planning import Check, Outcome, Status, admit, batches, plan, settle
+from mirror.planning import BATCH_MAX, Check, Outcome, Status, admit, batches, plan, settle
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -142,7 +142,10 @@ def test_admission_is_decided_before_anything_starts() -> None:
     assert waiting[2].error == "inflight: already being copied by build build-1"
     assert waiting[3].inflight
     assert "the next run re-tags it" in (waiting[3].error or "")
-    assert waiting[4] == waiting[3]  # its re-tag waits with it
+    assert waiting[4].inflight  # its re-tag waits with it, and says for what
+    assert (
+        waiting[4].error == f"inflight: a re-tag after the copy to mirror/library/c:1, which waits ({waiting[3].error})"
+    )
     assert waiting[5].deferred
     assert waiting[5].error == "deferred: 4 pulls needed, 1 left above the reserve of 10 until the window resets"
     assert waiting[6] is refused["mirror/library/e"]
@@ -159,3 +162,24 @@ def test_each_status_is_settled_once_from_the_plan_and_the_outcome() -> None:
     assert settle(decision, Outcome(error="claimed", invalid=True)).status is Status.INVALID
     failed = settle(decision, Outcome(error="build could not be started"))
     assert (failed.status, failed.error) == (Status.FAILED, "build could not be started")
+
+
+def test_a_re_tag_starts_whatever_is_left_of_the_quota() -> None:
+    entries = parse_entries(["a:1", "a:2"], "mirror")
+    result = plan(entries, {0: Check(A, B, pulls=0, mirrored=True), 1: Check(A, None, pulls=0, mirrored=True)})
+    waiting, ready = admit(result.copies, {}, pulls_left=-2, reserve=10)  # below the reserve already
+    assert waiting == {}
+    assert [c.index for c in ready] == [0, 1]
+
+
+def test_a_duplicate_of_a_re_tag_is_that_re_tag() -> None:
+    entries = parse_entries(["nginx:1.27.3", "nginx:1.27", "docker.io/library/nginx:1.27"], "mirror")
+    result = plan(entries, {0: Check(A, None, pulls=9), 1: Check(A, None, pulls=9)})
+    assert [(d.copy.retag, d.copy.pulls) for d in result.decisions if d.copy] == [(False, 9), (True, 0), (True, 0)]
+    assert len(result.copies) == 2
+
+
+def test_a_copy_with_more_re_tags_than_a_build_takes_is_split_at_the_maximum() -> None:
+    entries = parse_entries([f"app:{i}" for i in range(BATCH_MAX + 5)], "mirror")
+    result = plan(entries, {i: Check(A, None) for i in range(BATCH_MAX + 5)})
+    assert [len(b) for b in batches(result.copies, 20)] == [BATCH_MAX, 5]

@@ -244,3 +244,16 @@ def test_every_tag_left_out_says_why() -> None:
         "excluded by exclude": ("3",),
         "older than the 1 newest release": ("3.20.3", "3.20"),
     }  # fmt: skip
+
+
+def test_a_failed_head_on_a_releases_first_tag_keeps_its_other_names() -> None:
+    tags = ["26.7.0", "26.7", "26", "26.6.1"]
+    one, two = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    rule = parse_rule({"semver": ">=20", "latest": 1})
+    assert rule.select(tags, {"26.7.0": None, "26.7": one, "26": one, "26.6.1": two}) == ["26.7.0", "26.7", "26"]
+
+
+def test_exclude_without_a_variant_sees_every_tag() -> None:
+    tags = ["1.27.3", "1.27.3-alpine", "1.28.0-rc1", "mainline-alpine"]
+    assert parse_rule({"exclude": "rc"}).select(tags) == ["1.27.3", "1.27.3-alpine", "mainline-alpine"]
+    assert parse_rule({"semver": ">=1", "exclude": "rc"}).select(tags) == ["1.27.3", "1.27.3-alpine"]
