@@ -191,24 +191,31 @@ def test_a_re_tag_follows_its_copy_deferred_or_failed_without_asking_ecr(
 ) -> None:
     image = mirror.seed("held", "h", tag="1")
     absent = "sha256:" + "0" * 64
+    mirror.registries.hub.remaining = 12  # 2 above the reserve of 10: the Docker Hub copy of 3 pulls is deferred
+    gone, gone_retag = (
+        {**entry(mirror, "gone", absent, tag, pulls=0, registry="quay.io"), **extra}  # a registry without a quota
+        for tag, extra in (("1", {}), ("latest", {"retag": True}))
+    )
+    for e in (gone, gone_retag):
+        e["source"] = f"{mirror.registries.plain.location}/{mirror.image('gone')}@{absent}"  # never pushed: fails
 
     run = run_build_phase(
         [
-            entry(mirror, "held", image.digest, "1", pulls=3),  # deferred: the reserve is above what is left
+            entry(mirror, "held", image.digest, "1", pulls=3),
             {**entry(mirror, "held", image.digest, "latest", pulls=0), "retag": True},
-            entry(mirror, "gone", absent, "1", pulls=3, registry="docker.io"),
-            {**entry(mirror, "gone", absent, "latest", pulls=0), "retag": True},
+            gone,
+            gone_retag,
         ],
         auth,
         cwd=tmp_path,
         ecr_registry=mirror.registries.ecr.location,
         registry_endpoints=endpoints(mirror),
-        extra_env={"DOCKERHUB_PULL_RESERVE": str(mirror.registries.hub.remaining)},
+        extra_env={"DOCKERHUB_PULL_RESERVE": "10"},
     )
 
-    held, gone = (f"{mirror.registries.ecr.location}/mirror/{mirror.image(n)}" for n in ("held", "gone"))
+    held, lost = (f"{mirror.registries.ecr.location}/mirror/{mirror.image(n)}" for n in ("held", "gone"))
     assert run.lines("DEFERRED")[1] == f"DEFERRED {held}:latest: a re-tag of {image.digest}, whose copy was deferred"
-    assert run.lines("FAILED")[-1] == f"FAILED {gone}:latest: a re-tag of {absent}, whose copy failed"
+    assert run.lines("FAILED")[-1] == f"FAILED {lost}:latest: a re-tag of {absent}, whose copy failed"
     assert "0 copied, 2 deferred, 2 failed" in run.output
     assert ecr_digest(mirror, f"mirror/{mirror.image('held')}", "latest") is None
 
