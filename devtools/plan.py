@@ -51,7 +51,7 @@ from mirror.planning import Outcome, Plan, Status, admit  # noqa: E402
 from mirror.references import DOCKER_HUB  # noqa: E402
 from mirror.registry import Credential, ManifestHead, NotFoundError, RegistryClient  # noqa: E402
 from mirror.settings import ConfigurationError, Settings  # noqa: E402
-from mirror.stages import Aws, check_list, claim_repositories, load_entries  # noqa: E402
+from mirror.stages import Aws, check_list, claim_repositories, load_entries, registry_client  # noqa: E402
 from mirror.tagsets import Selection  # noqa: E402
 
 #: what the function's settings need that a laptop has no use for (the plan starts no build)
@@ -244,13 +244,7 @@ def make(env: Mapping[str, str], session: Any) -> Planned:
         return FUNCTION_TIMEOUT_MAX_SECONDS - (time.monotonic() - started)
 
     budget = Budget(remaining, len(loaded.entries), settings.images_per_build, dry_run=True)
-    client = (RegistryClient if ecr.client is not None else SourcesOnly)(
-        endpoints=settings.registry_endpoints,
-        credentials=credentials,
-        timeout=settings.request_timeout,
-        pool_size=settings.max_concurrency,
-        remaining_seconds=budget.for_requests,
-    )
+    client = registry_client(settings, credentials, budget, RegistryClient if ecr.client is not None else SourcesOnly)
     try:
         checked = check_list(loaded, client, ecr.host, settings, budget, log)  # the function's own stages
         rate_limits = client.rate_limits()

@@ -18,6 +18,7 @@ from .ecr import SOURCE_TAG, claim_repository
 from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Outcome, Plan, batches, plan
 from .registry import (
+    Credential,
     DeadlineError,
     ManifestHead,
     NotFoundError,
@@ -58,6 +59,22 @@ class Aws:
             codebuild=session.client("codebuild", config=once),
             s3=session.client("s3", config=config),
         )
+
+
+def registry_client(
+    settings: Settings,
+    credentials: Mapping[str, Credential],
+    budget: Budget,
+    kind: type[RegistryClient] = RegistryClient,
+) -> RegistryClient:
+    """The run's registry client: the deployment's endpoints and limits, every request within the budget."""
+    return kind(
+        endpoints=settings.registry_endpoints,
+        credentials=credentials,
+        timeout=settings.request_timeout,
+        pool_size=settings.max_concurrency,
+        remaining_seconds=budget.for_requests,
+    )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .ecr import aws_error, registry_auth
 from .imagelist import Entry
 from .planning import Outcome, admit
 from .references import DOCKER_HUB
-from .registry import Credential, RegistryClient
+from .registry import Credential
 from .report import MetricSink
 from .settings import ConfigurationError, Settings
 from .stages import (
@@ -31,6 +31,7 @@ from .stages import (
     check_list,
     claim_repositories,
     load_entries,
+    registry_client,
     start_builds,
 )
 from .state import AnotherRunError, History, Lease, Place, identity
@@ -181,13 +182,7 @@ def _sync(
         history, warning = History.load(aws.s3, place, "event" if request.images is not None else settings.image_list)
         if warning:
             log.warning(warning)
-    client = RegistryClient(
-        endpoints=settings.registry_endpoints,
-        credentials=credentials,
-        timeout=settings.request_timeout,
-        pool_size=settings.max_concurrency,
-        remaining_seconds=budget.for_requests,
-    )
+    client = registry_client(settings, credentials, budget)
     try:
         # Least recently checked first, so a list too long for one run is checked in rotation.
         last = (lambda e: history.last_checked(_key(e))) if history is not None else None
