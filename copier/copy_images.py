@@ -611,18 +611,16 @@ def copy_all(
         by_repository.setdefault(job.repository, []).append(job)
 
     def one_repository(queue: list[Job]) -> None:
-        # What became of this build's copies that did not land, by digest: their re-tags follow them.
-        waiting: dict[str, str] = {}
+        # The digests whose copy did not land in this build, and whether it was deferred (else it failed): their
+        # re-tags follow them.
+        deferred_copy: dict[str, bool] = {}
         for job in queue:
             deadline = Deadline.start(timeout)  # the quota check, the copy and the tag: one entry's time
             try:
-                if job.retag and job.digest in waiting:
-                    deferred = waiting[job.digest] == "was deferred"
-                    kind = "DEFERRED" if deferred else "FAILED"
-                    ledger.line(
-                        f"{kind} {job.target}: a re-tag of {job.digest}, whose copy {waiting[job.digest]}",
-                        deferred=deferred,
-                    )
+                if job.retag and job.digest in deferred_copy:
+                    deferred = deferred_copy[job.digest]
+                    kind, what = ("DEFERRED", "was deferred") if deferred else ("FAILED", "failed")
+                    ledger.line(f"{kind} {job.target}: a re-tag of {job.digest}, whose copy {what}", deferred=deferred)
                     continue
                 if job.retag:  # the digest is in the repository already: no upstream request, no pull
                     reason, _ = tag(job, deadline.at, environ)
@@ -633,14 +631,14 @@ def copy_all(
                     continue
                 held_back = quota.admit(job, deadline.at)
                 if held_back is not None:
-                    waiting[job.digest] = "was deferred"
+                    deferred_copy[job.digest] = True
                     ledger.line(f"DEFERRED {job.target}: {held_back}", deferred=True)
                     continue
                 reason, manifests = copy(job, deadline, workdir, environ)
             except Exception as e:  # one entry's surprise is that entry's line, never the others'
                 reason, manifests = f"internal error: {type(e).__name__}", 0
             if reason:
-                waiting.setdefault(job.digest, "failed")
+                deferred_copy.setdefault(job.digest, False)
                 ledger.line(f"FAILED {job.target}: {reason}")
             else:
                 spent = manifests if job.registry == DOCKER_HUB else 0

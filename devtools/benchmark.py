@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -273,7 +274,7 @@ def retag_figures(workdir: Path, hub: HubProxy, upstream: Registry, ecr: Registr
 
     import app
     from devtools.buildspec import run_build_phase
-    from devtools.localaws import record_builds
+    from devtools.localaws import build_environment, record_builds
     from devtools.registries import auth_file
     from mirror.registry.client import MANIFEST_ACCEPT
 
@@ -295,21 +296,12 @@ def retag_figures(workdir: Path, hub: HubProxy, upstream: Registry, ecr: Registr
         )
         return answer.headers.get("Docker-Content-Digest") if answer.status_code == 200 else None
 
-    def counted(seen: list[tuple[str, str]]) -> dict[str, int]:
-        methods: dict[str, int] = {}
-        for method, _ in seen:
-            methods[method] = methods.get(method, 0) + 1
-        return methods
-
     def scenario(label: str, event: dict[str, Any]) -> dict[str, Any]:
         first_request, first_build, pulls_before = len(hub.requests), len(started), hub.pulls()
         began = time.perf_counter()
         report = app.handler(event, FakeLambdaContext(timeout_seconds=900))
         during_run = hub.requests[first_request:]
-        payloads = [
-            next(v["value"] for v in params["environmentVariablesOverride"] if v["name"] == "MIRROR_IMAGES")
-            for params in started[first_build:]
-        ]
+        payloads = [build_environment(params, session)["MIRROR_IMAGES"] for params in started[first_build:]]
         runs = [
             run_build_phase(
                 payload,
@@ -331,7 +323,10 @@ def retag_figures(workdir: Path, hub: HubProxy, upstream: Registry, ecr: Registr
             "dockerHubPullsUsed": gets["run"] + gets["build"],
             "hubManifestGets": gets,
             "hubPullsCounted": hub.pulls() - pulls_before,  # the stand-in's ratelimit count: GETs answered 200
-            "hubRequests": {"run": counted(during_run), "build": counted(during_build)},
+            "hubRequests": {
+                "run": dict(Counter(m for m, _ in during_run)),
+                "build": dict(Counter(m for m, _ in during_build)),
+            },
             "records": [
                 {
                     "tag": r["source"].rpartition(":")[2],

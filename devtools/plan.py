@@ -53,15 +53,14 @@ from mirror.registry import Credential, ManifestHead, NotFoundError, RegistryCli
 from mirror.settings import ConfigurationError, Settings  # noqa: E402
 from mirror.stages import Aws, check_list, claim_repositories, load_entries, registry_client  # noqa: E402
 from mirror.tagsets import Selection  # noqa: E402
+from mirror.trust import DOCKER_HUB_HOSTS  # noqa: E402
 
 #: what the function's settings need that a laptop has no use for (the plan starts no build)
 DEFAULTS = {"CODEBUILD_PROJECT": "ecr-mirror-plan", "TARGET_PREFIX": "mirror"}
 #: the ECR host named when no ECR is asked: no request goes to it, every target reads as missing
 NO_ECR = "<ecr>"
-#: Docker config keys that mean Docker Hub (`docker login` writes the first)
-DOCKER_HUB_KEYS = frozenset(
-    {"https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com", DOCKER_HUB}
-)
+#: Docker config hosts that mean Docker Hub (`docker login` writes `https://index.docker.io/v1/`)
+DOCKER_HUB_KEYS = DOCKER_HUB_HOSTS | {"registry.hub.docker.com"}
 #: selected tags named per tag set; the table lists every one
 SHOWN_TAGS = 30
 #: left-out tags named per reason
@@ -89,8 +88,6 @@ class DockerLogins:
 
 def _config_host(key: str) -> str:
     """`https://index.docker.io/v1/` -> docker.io; `https://ghcr.io` -> ghcr.io; `127.0.0.1:5000` as it is."""
-    if key.strip().lower() in DOCKER_HUB_KEYS:
-        return DOCKER_HUB
     host = key.strip().lower()
     host = urlsplit(host).netloc if "://" in host else host.split("/", 1)[0]
     return DOCKER_HUB if host in DOCKER_HUB_KEYS else host
@@ -324,16 +321,12 @@ def tag_set_lines(planned: Planned) -> list[str]:
 def copy_lines(planned: Planned) -> list[str]:
     """What a run would copy now: each copy's target and what it costs (a re-tag from ECR costs no pull)."""
     lines = []
-    after = {
-        d.index: planned.expanded[d.copy.after].target
-        for d in planned.result.decisions
-        if d.copy is not None and d.copy.after is not None
-    }
     for decision, image in zip(planned.result.decisions, planned.report["images"], strict=True):
         if image["status"] not in (Status.MISSING, Status.CHANGED):
             continue
-        if decision.index in after:
-            cost = f"a re-tag after the copy to {after[decision.index]} (the same digest: no pull)"
+        after = decision.copy.after if decision.copy is not None else None
+        if after is not None:  # entries are numbered by their place in the expanded list
+            cost = f"a re-tag after the copy to {planned.expanded[after].target} (the same digest: no pull)"
         elif image.get("retag"):
             cost = "a re-tag from the digest the repository holds (no pull)"
         elif "pulls" in image:

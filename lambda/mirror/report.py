@@ -142,16 +142,16 @@ def emit_metrics(metrics: MetricSink, report: Mapping[str, Any]) -> None:
     """The report's figures as CloudWatch metrics (the dashboard's): counts by status, builds, Docker Hub pulls."""
     from aws_lambda_powertools.metrics import MetricUnit
 
-    summary = report["summary"]
+    counts = report["summary"]
     for name, value in (
-        ("ImagesChecked", summary["total"] - summary["invalid"]),
-        ("ImagesUnchanged", summary["unchanged"]),
-        ("ImagesChanged", summary["changed"]),
-        ("ImagesMissing", summary["missing"]),
-        ("ImagesDeferred", summary["deferred"]),
-        ("ImagesInflight", summary["inflight"]),
-        ("ImagesFailed", summary["failed"] + summary["invalid"]),
-        ("BuildsStarted", summary["buildsStarted"]),
+        ("ImagesChecked", counts["total"] - counts["invalid"]),
+        ("ImagesUnchanged", counts["unchanged"]),
+        ("ImagesChanged", counts["changed"]),
+        ("ImagesMissing", counts["missing"]),
+        ("ImagesDeferred", counts["deferred"]),
+        ("ImagesInflight", counts["inflight"]),
+        ("ImagesFailed", counts["failed"] + counts["invalid"]),
+        ("BuildsStarted", counts["buildsStarted"]),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     hub = report["rateLimit"].get(DOCKER_HUB)
