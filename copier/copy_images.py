@@ -7,8 +7,12 @@ Nothing from the variable reaches a shell: it is parsed as JSON, each string is 
 from an argument list. What the build trusts it derives: this account's registry from CODEBUILD_BUILD_ARN (a
 StartBuild caller cannot set a CODEBUILD_ variable), an entry's registry from its source host (an entry naming
 another is refused). An entry marked `retag` (pulls 0) names a digest the target repository already holds: its tag
-is written from that manifest (tag()), and its source is sent no request. One line per entry: COPIED, FAILED
-<target>: <reason>, DEFERRED <target>: <reason> or REFUSED entry <n>: <reason>.
+is written from that manifest (tag()), and its source is sent no request. An entry's `artifacts` (signatures,
+attestations, SBOMs) are copied only once its image is in place, each by its digest and under its tag where it
+has one (a tag derived from the digest it refers to, nothing else); a referrer is listed in the OCI fallback tag
+where the mirror has no referrers API. One line per entry: COPIED, FAILED <target>: <reason>, DEFERRED <target>:
+<reason> or REFUSED entry <n>: <reason>; then one line per artifact: ARTIFACT <repository>@<digest> (<kind>), or
+WARNING <target>: ... when it could not be copied (the image stands).
 
 Copies run COPY_CONCURRENCY at a time, those into one repository one after another (a tag set's tags share
 layers). Before each Docker Hub copy the build reads its own `ratelimit-remaining` with a HEAD of a manifest at
@@ -35,7 +39,7 @@ import time
 from base64 import b64encode
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 # The realm, host and loopback rules are the function's own (lambda/mirror/trust.py): imported here, inlined in
@@ -64,7 +68,17 @@ TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 SOURCE = re.compile(rf"({HOST})/({PATH})@({DIGEST})")
 MAX_LENGTH = 512
 FIELDS = {"source", "target", "digest", "registry", "pulls"}
-OPTIONAL = {"retag"}
+OPTIONAL = {"retag", "artifacts"}
+#: an artifact's tag: the tag form of the digest it refers to, cosign's suffix or none (the OCI fallback tag)
+ARTIFACT_TAG = r"sha256-[a-f0-9]{64}(?:\.sig|\.att|\.sbom)?"
+ARTIFACT_KIND = r"[a-z]{1,20}"
+ARTIFACTS_MAX = 50
+ARTIFACT_FIELDS = {"kind", "digest", "subject"}
+#: the most pulls one artifact is estimated at (an index under the fallback tag: the index and two referrers)
+ARTIFACT_PULLS = 3
+#: the most referrers an index under the fallback tag may list before it is not believed
+REFERRERS_MAX = 100
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 #: seconds one entry (its quota check, copy and tag) may take before it fails with "timeout" (the next still run)
 DEFAULT_TIMEOUT = 900
 DEFAULT_CONCURRENCY = 4
@@ -106,6 +120,17 @@ class Job:
     registry: str
     pulls: int
     retag: bool = False
+    artifacts: tuple[Artifact, ...] = ()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A manifest that refers to the entry's image (or one of its platforms: `subject`), copied after it."""
+
+    kind: str
+    digest: str
+    subject: str
+    tag: str | None
 
 
 @dataclass(frozen=True)
@@ -247,11 +272,43 @@ def check(
         return None, f"registry {registry} is not the registry of the source's host {host} ({derived})"
     if type(pulls) is not int or not 0 <= pulls <= MAX_PULLS:
         return None, f"pulls is not a whole number from 0 to {MAX_PULLS}"
-    if retag and pulls:
-        return None, "a re-tag costs no pull: its pulls must be 0"
+    artifacts, why = check_artifacts(entry.get("artifacts", []))
+    if why is not None:
+        return None, why
+    if retag and pulls > ARTIFACT_PULLS * len(artifacts):
+        return None, "a re-tag fetches nothing upstream but its artifacts: its pulls must be theirs"
     repository = f"{t.group(1)}/{t.group(2)}"
-    job = Job(index, source, host, path, wanted, t.group(1), repository, t.group(3), digest, derived, pulls, retag)
+    job = Job(
+        index, source, host, path, wanted, t.group(1), repository, t.group(3), digest, derived, pulls, retag, artifacts
+    )
     return job, None
+
+
+def check_artifacts(raw: object) -> tuple[tuple[Artifact, ...], str | None]:
+    """An entry's artifacts, or the reason they are refused: at most ARTIFACTS_MAX, each a kind, a digest, the
+    digest it refers to and, where it has one, a tag, which can only be derived from that digest (a caller cannot
+    move any other tag of the mirror with it)."""
+    if not isinstance(raw, list) or len(raw) > ARTIFACTS_MAX:
+        return (), f"artifacts must be a list of at most {ARTIFACTS_MAX}"
+    found = []
+    for a in raw:
+        if not isinstance(a, dict) or not ARTIFACT_FIELDS <= set(a) <= ARTIFACT_FIELDS | {"tag"}:
+            return (), "an artifact must be an object of kind, digest, subject (and tag)"
+        kind, digest, subject, tag = a["kind"], a["digest"], a["subject"], a.get("tag")
+        if not all(isinstance(v, str) for v in (kind, digest, subject)) or not re.fullmatch(ARTIFACT_KIND, kind):
+            return (), "an artifact's kind, digest and subject must be strings"
+        if not re.fullmatch(DIGEST, digest) or not re.fullmatch(DIGEST, subject):
+            return (), "an artifact's digest and subject must be sha256 digests"
+        if tag is not None and (
+            not isinstance(tag, str) or not re.fullmatch(ARTIFACT_TAG, tag) or not tag.startswith(digest_tag(subject))
+        ):
+            return (), "an artifact's tag must be the tag form of its subject (sha256-<hex>, with .sig, .att or .sbom)"
+        found.append(Artifact(kind, digest, subject, tag))
+    return tuple(found), None
+
+
+def digest_tag(digest: str) -> str:
+    return digest.replace(":", "-", 1)
 
 
 def skopeo(args: list[str], timeout: float, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
@@ -271,27 +328,33 @@ def run(command: list[str], timeout: float, stdin: bytes | None = None) -> subpr
 
 
 def copy(job: Job, deadline: Deadline, workdir: str, environ: Mapping[str, str]) -> tuple[str | None, int]:
-    """Push every platform by digest (skopeo's --digestfile says what it wrote): no tag moves yet. Then write the
-    tag and verify it (tag()), in what is left of the entry's time. Returns (None, the manifests copied) on success,
-    else (the reason, 0)."""
-    digest_file = os.path.join(workdir, f"digest-{job.number}")
+    """Push every platform by digest (push()): no tag moves yet. Then write the tag and verify it (tag()), in what
+    is left of the entry's time. Returns (None, the manifests copied) on success, else (the reason, 0)."""
+    reason = push(job, deadline, workdir)
+    return (reason, 0) if reason else tag(job, deadline.at, environ)
+
+
+def push(job: Job, deadline: Deadline, workdir: str) -> str | None:
+    """Copy `job.source` (every platform) to the target repository by its digest, which skopeo's --digestfile must
+    confirm. None, or why not."""
+    digest_file = os.path.join(workdir, f"digest-{job.number}-{job.digest[7:19]}")
     tls_flags = [f"--src-tls-verify={tls(job.source_host)}", f"--dest-tls-verify={tls(job.target_host)}"]
     flags = ["copy", "--all", "--preserve-digests", "--retry-times", "3", "--quiet", "--digestfile", digest_file]
     pushed = skopeo(
         [*flags, *tls_flags, f"docker://{job.source}", f"docker://{job.repository}@{job.digest}"], deadline.left()
     )
     if pushed is None:
-        return f"timeout after {deadline.seconds}s", 0
+        return f"timeout after {deadline.seconds}s"
     if pushed.returncode != 0:
-        return "copy failed: " + last_line(pushed.stderr.decode(errors="replace")), 0
+        return "copy failed: " + last_line(pushed.stderr.decode(errors="replace"))
     try:
         with open(digest_file) as f:
             written = f.read(100).strip()
     except OSError:
         written = "nothing"
     if written != job.digest:
-        return f"digest mismatch: {job.repository}@{job.digest} was written as {written[:80]}", 0
-    return tag(job, deadline.at, environ)
+        return f"digest mismatch: {job.repository}@{job.digest} was written as {written[:80]}"
+    return None
 
 
 def login_header(host: str, environ: Mapping[str, str]) -> dict[str, str]:
@@ -341,6 +404,153 @@ def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | No
     except (ValueError, AttributeError, RecursionError):
         manifests = None
     return None, 1 + len(manifests) if isinstance(manifests, list) else 1
+
+
+def artifact_job(job: Job, digest: str, tag: str | None = None) -> Job:
+    """The copy of one manifest of `job`'s source repository into its target repository, by digest (and tag)."""
+    return replace(
+        job,
+        source=f"{job.source_host}/{job.source_path}@{digest}",
+        digest=digest,
+        tag=tag or job.tag,
+        target=f"{job.repository}:{tag}" if tag else f"{job.repository}@{digest}",
+        retag=False,
+        artifacts=(),
+    )
+
+
+def copy_artifacts(
+    job: Job, timeout: int, workdir: str, environ: Mapping[str, str]
+) -> list[tuple[Artifact, str | None, int]]:
+    """Each of the entry's artifacts, copied once its image is in place, within one more entry's time: (the
+    artifact, why it was not copied or None, the manifests fetched from the source)."""
+    deadline = Deadline.start(timeout)
+    results = []
+    for a in job.artifacts:
+        try:
+            reason, fetched = copy_artifact(job, a, deadline, workdir, environ)
+        except Exception as e:  # one artifact's surprise is a warning on its image, never the image's failure
+            reason, fetched = f"internal error: {type(e).__name__}", 0
+        results.append((a, reason, fetched))
+    return results
+
+
+def copy_artifact(
+    job: Job, a: Artifact, deadline: Deadline, workdir: str, environ: Mapping[str, str]
+) -> tuple[str | None, int]:
+    """One artifact, its digest preserved and verified: a cosign tag's manifest is pushed by digest, then tagged
+    (tag()); an index under the OCI fallback tag has its referrers pushed first, then itself, then its tag; a
+    referrer the source's API listed is pushed by digest and then listed where the mirror looks for it."""
+    one = artifact_job(job, a.digest, a.tag)
+    if a.tag is None:
+        reason = push(one, deadline, workdir)
+        return (reason, 0) if reason else (list_referrer(job, a, deadline.at, environ), 1)
+    if a.tag != digest_tag(a.subject):  # cosign's .sig, .att or .sbom
+        reason = push(one, deadline, workdir)
+        return (reason, 0) if reason else tag(one, deadline.at, environ)
+    inspect = ["inspect", "--raw", f"--tls-verify={tls(job.source_host)}", f"docker://{one.source}"]
+    raw = skopeo(inspect, deadline.left())  # the index's bytes, as the source serves them: one pull on Docker Hub
+    if raw is None:
+        return "reading the referrers index: timeout", 0
+    if raw.returncode != 0:
+        return "reading the referrers index failed: " + last_line(raw.stderr.decode(errors="replace")), 0
+    body = raw.stdout
+    if "sha256:" + hashlib.sha256(body).hexdigest() != a.digest:
+        return f"digest mismatch: the source served other bytes for {a.digest}", 1
+    children = _referrers_listed(body)
+    if children is None:
+        return "the fallback tag does not hold an index of referrers", 1
+    for child in children:
+        reason = push(artifact_job(job, child), deadline, workdir)
+        if reason:
+            return f"referrer {child}: {reason}", 1
+    reason = put_manifest(job, a.digest, body, OCI_INDEX, deadline.at, environ)
+    if reason:
+        return reason, 1
+    reason, _ = tag(one, deadline.at, environ)
+    return reason, 1 + len(children)
+
+
+def _referrers_listed(body: bytes) -> list[str] | None:
+    """The digests an index of referrers lists (at most REFERRERS_MAX), or None when it is not one."""
+    try:
+        index = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list) or len(manifests) > REFERRERS_MAX:
+        return None
+    digests = [m.get("digest") for m in manifests if isinstance(m, dict)]
+    if len(digests) != len(manifests) or not all(isinstance(d, str) and re.fullmatch(DIGEST, d) for d in digests):
+        return None
+    return [str(d) for d in digests]
+
+
+def _target(job: Job, environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """The target repository's API base (`<registry>/v2/<path>`) and the headers that log in to it."""
+    base = endpoint_url(job.target_host, {})
+    path = job.repository.split("/", 1)[1]
+    return f"{base}/v2/{path}", {"Accept": MANIFEST_ACCEPT, **login_header(job.target_host, environ)}
+
+
+def put_manifest(
+    job: Job, reference: str, body: bytes, media_type: str, deadline: float, environ: Mapping[str, str]
+) -> str | None:
+    """Write `body` as the manifest `reference` of the target repository; None, or why not."""
+    api, headers = _target(job, environ)
+    try:
+        status, _, _ = _retried(
+            f"{api}/manifests/{reference}", "PUT", {**headers, "Content-Type": media_type}, deadline, body=body
+        )
+    except TimeoutError:
+        return "writing a manifest: timeout"
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        return f"writing a manifest: {type(e).__name__}"
+    return None if status in (200, 201) else f"writing {job.repository}@{reference} answered HTTP {status}"
+
+
+def list_referrer(job: Job, a: Artifact, deadline: float, environ: Mapping[str, str]) -> str | None:
+    """Make the referrer `a`, pushed already, findable from its subject: a mirror with the referrers API lists it
+    itself; one without (it answers 404 or 405) gets it added to the index under the OCI fallback tag
+    `sha256-<hex of the subject>` (distribution-spec v1.1, "Pushing Manifests with Subject"), read, extended and
+    written back. None, or why not."""
+    api, headers = _target(job, environ)
+    fallback = digest_tag(a.subject)
+    try:
+        status, _, _ = _retried(f"{api}/referrers/{a.subject}", "GET", headers, deadline, cap=MANIFEST_CAP)
+        if status == 200:
+            return None
+        if status not in (404, 405):
+            return f"the mirror's referrers API answered HTTP {status}"
+        status, answer, manifest = _retried(f"{api}/manifests/{a.digest}", "GET", headers, deadline, cap=MANIFEST_CAP)
+        if status != 200 or "sha256:" + hashlib.sha256(manifest).hexdigest() != a.digest:
+            return f"reading {job.repository}@{a.digest} back failed (HTTP {status})"
+        described = json.loads(manifest)
+        descriptor = {
+            "mediaType": described.get("mediaType") or (answer.get("Content-Type") or "").split(";")[0],
+            "digest": a.digest,
+            "size": len(manifest),
+        }
+        config = described.get("config") if isinstance(described.get("config"), dict) else {}
+        artifact_type = described.get("artifactType") or config.get("mediaType")
+        if isinstance(artifact_type, str):
+            descriptor["artifactType"] = artifact_type
+        if isinstance(described.get("annotations"), dict):
+            descriptor["annotations"] = described["annotations"]
+        status, _, held = _retried(f"{api}/manifests/{fallback}", "GET", headers, deadline, cap=MANIFEST_CAP)
+        listed = json.loads(held).get("manifests") if status == 200 else []
+        if not isinstance(listed, list):
+            return f"{job.repository}:{fallback} holds something else than an index of referrers"
+        if any(isinstance(m, dict) and m.get("digest") == a.digest for m in listed):
+            return None
+        index = json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*listed, descriptor]}, separators=(",", ":")
+        ).encode()
+    except TimeoutError:
+        return "listing the referrer: timeout"
+    except (OSError, http.client.HTTPException, ValueError, AttributeError, RecursionError) as e:
+        return f"listing the referrer: {type(e).__name__}"
+    return put_manifest(job, fallback, index, OCI_INDEX, deadline, environ)
 
 
 def _exchange(
@@ -584,13 +794,21 @@ class Ledger:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.copied = self.deferred = self.failed = self.pulls = 0
+        self.copied = self.deferred = self.failed = self.pulls = self.artifacts = self.warnings = 0
 
     def line(self, text: str, *, copied: bool = False, deferred: bool = False, pulls: int = 0) -> None:
         with self._lock:
             self.copied += copied
             self.deferred += deferred
             self.failed += not (copied or deferred)
+            self.pulls += pulls
+            print(text, flush=True)
+
+    def artifact(self, text: str, *, copied: bool, pulls: int = 0) -> None:
+        """An artifact's line: copied, or a warning on its image (which stands)."""
+        with self._lock:
+            self.artifacts += copied
+            self.warnings += not copied
             self.pulls += pulls
             print(text, flush=True)
 
@@ -622,17 +840,20 @@ def copy_all(
                     kind, what = ("DEFERRED", "was deferred") if deferred else ("FAILED", "failed")
                     ledger.line(f"{kind} {job.target}: a re-tag of {job.digest}, whose copy {what}", deferred=deferred)
                     continue
+                # A re-tag fetches nothing upstream but its artifacts: the quota is read only for those.
+                held_back = quota.admit(job, deadline.at) if job.pulls else None
+                if held_back is not None:
+                    if not job.retag:
+                        deferred_copy[job.digest] = True
+                    ledger.line(f"DEFERRED {job.target}: {held_back}", deferred=True)
+                    continue
                 if job.retag:  # the digest is in the repository already: no upstream request, no pull
                     reason, _ = tag(job, deadline.at, environ)
                     if reason:
                         ledger.line(f"FAILED {job.target}: {reason}")
                     else:
                         ledger.line(f"COPIED {job.repository}@{job.digest} -> {job.target}", copied=True)
-                    continue
-                held_back = quota.admit(job, deadline.at)
-                if held_back is not None:
-                    deferred_copy[job.digest] = True
-                    ledger.line(f"DEFERRED {job.target}: {held_back}", deferred=True)
+                        artifacts(job)
                     continue
                 reason, manifests = copy(job, deadline, workdir, environ)
             except Exception as e:  # one entry's surprise is that entry's line, never the others'
@@ -643,6 +864,16 @@ def copy_all(
             else:
                 spent = manifests if job.registry == DOCKER_HUB else 0
                 ledger.line(f"COPIED {job.source} -> {job.target}", copied=True, pulls=spent)
+                artifacts(job)
+
+    def artifacts(job: Job) -> None:
+        for a, reason, fetched in copy_artifacts(job, timeout, workdir, environ):
+            spent = fetched if job.registry == DOCKER_HUB else 0
+            if reason:
+                ledger.artifact(f"WARNING {job.target}: {a.kind} {a.digest} not copied: {reason}", copied=False)
+            else:
+                where = f"{job.repository}:{a.tag}" if a.tag else f"{job.repository}@{a.digest}"
+                ledger.artifact(f"ARTIFACT {where} ({a.kind} of {a.subject})", copied=True, pulls=spent)
 
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(by_repository)))) as pool:
         list(pool.map(one_repository, by_repository.values()))
@@ -697,8 +928,8 @@ def main() -> int:
             environ=environ,
         )
     print(
-        f"{ledger.copied} copied, {ledger.deferred} deferred, {ledger.failed} failed; "
-        f"{ledger.pulls} Docker Hub pulls spent"
+        f"{ledger.copied} copied, {ledger.deferred} deferred, {ledger.failed} failed; {ledger.artifacts} artifacts "
+        f"copied, {ledger.warnings} not; {ledger.pulls} Docker Hub pulls spent"
     )
     pulls_file = environ.get("MIRROR_PULLS_FILE")
     if pulls_file:

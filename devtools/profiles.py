@@ -120,6 +120,9 @@ PROFILES: dict[str, Profile] = {
                 **SPEC_ERRORS,
                 "manifest_unknown": (404, {"code": "MANIFEST_UNKNOWN", "message": "manifest unknown", "detail": {}}),
             },
+            # Quay.io serves OCI 1.1's referrers API (Red Hat, "Announcing the OCI Referrers API on Quay.io", 2024;
+            # PROJQUAY-10176: "the backend quay.io already supports the OCI 1.1 Referrers API").
+            referrers=True,
         ),
         Profile(
             name="public.ecr.aws",

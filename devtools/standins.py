@@ -90,6 +90,9 @@ class Profile:
     blob_head_status: int | None = None
     #: Docker Hub's rate-limit headers on manifest answers, only GET counting as a pull
     rate_limit: bool = False
+    #: whether it serves OCI 1.1's referrers API (`GET /v2/<name>/referrers/<digest>`); else that path is a 404, as
+    #: distribution answers an unknown route, and clients read the fallback tag
+    referrers: bool = False
     tags: Tags = field(default_factory=Tags)
     #: per error kind: the status and the `errors[0]` object the registry answers with ({name} and {reference})
     errors: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
@@ -141,6 +144,8 @@ class RegistryFront(_Front):
         self.pulls = 0
         self.limit = 100
         self._tokens: dict[str, tuple[frozenset[str], float]] = {}
+        #: (repository, subject digest) -> descriptors of the manifests pushed with that subject (`add_referrer`)
+        self._referrers: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._signed: dict[str, str] = {}  # signature -> the backend path it may read
         self._lock = threading.Lock()
         self._behind = threading.local()
@@ -157,6 +162,32 @@ class RegistryFront(_Front):
         if self._auth is not None:  # another host name, as auth.docker.io is to registry-1.docker.io
             return f"http://localhost:{self._auth.server_port}/token"
         return f"{self.url}{self.profile.token_path}"
+
+    def add_referrer(self, name: str, manifest: bytes) -> str:
+        """Push a manifest that has a `subject` to the backend by its digest, and index it under that subject as
+        a registry with the referrers API does on push (distribution-spec v1.1, "Pushing Manifests with Subject":
+        its descriptor carries the manifest's `artifactType`, else its config's media type, and its annotations).
+        Its blobs must be in the backend already. Returns its digest."""
+        import hashlib
+
+        document = json.loads(manifest)
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        media_type = document["mediaType"]
+        conn = http.client.HTTPConnection("127.0.0.1", self.backend.port, timeout=30)
+        try:
+            conn.request("PUT", f"/v2/{name}/manifests/{digest}", body=manifest, headers={"Content-Type": media_type})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 201, response.status
+        finally:
+            conn.close()
+        descriptor: dict[str, Any] = {"mediaType": media_type, "digest": digest, "size": len(manifest)}
+        descriptor["artifactType"] = document.get("artifactType") or document["config"]["mediaType"]
+        if document.get("annotations"):
+            descriptor["annotations"] = document["annotations"]
+        with self._lock:
+            self._referrers.setdefault((name, document["subject"]["digest"]), []).append(descriptor)
+        return digest
 
     def seen(self, host: str) -> list[Seen]:
         with self._lock:
@@ -260,6 +291,8 @@ class RegistryFront(_Front):
             self._serve_blob(h, record=False)  # a download URL it signed on its own host
             return
         name, kind, reference = _api_path(path)
+        if kind == "referrers" and not p.referrers:
+            name = None
         if name is None:
             self._send(h, 404, b"404 page not found\n", {"Content-Type": "text/plain; charset=utf-8"})
             return
@@ -274,6 +307,8 @@ class RegistryFront(_Front):
                 return
         if kind == "tags":
             self._tag_page(h, name)
+        elif kind == "referrers":
+            self._referrers_page(h, name, reference)
         elif kind == "blobs" and h.command == "HEAD" and p.blob_head_status is not None:
             self._error(h, "unauthorized" if p.blob_head_status == 401 else "denied")
         elif kind == "blobs" and h.command == "GET" and p.blob_redirect is not None:
@@ -414,6 +449,20 @@ class RegistryFront(_Front):
             length=headers.get("Content-Length") if h.command == "HEAD" else None,
         )
 
+    def _referrers_page(self, h: BaseHTTPRequestHandler, name: str, digest: str) -> None:
+        """The referrers API (distribution-spec v1.1, "Listing Referrers"): an image index of the descriptors of
+        every manifest pushed with this subject, an empty one when there is none (never a 404), filtered by
+        `artifactType` when asked (and then saying so in `OCI-Filters-Applied`)."""
+        with self._lock:
+            listed = list(self._referrers.get((name, digest), []))
+        wanted = parse_qs(urlsplit(h.path).query).get("artifactType")
+        headers = {"Content-Type": "application/vnd.oci.image.index.v1+json"}
+        if wanted:
+            listed = [d for d in listed if d.get("artifactType") == wanted[0]]
+            headers["OCI-Filters-Applied"] = "artifactType"
+        body = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": listed}
+        self._send(h, 200, json.dumps(body).encode(), headers)
+
     # -- tag lists ------------------------------------------------------------------------------------------------
 
     def _tag_page(self, h: BaseHTTPRequestHandler, name: str) -> None:
@@ -442,11 +491,11 @@ class RegistryFront(_Front):
 
 
 def _api_path(path: str) -> tuple[str | None, str, str]:
-    """(repository, manifests|blobs|tags, reference) of a `/v2/` API path; (None, "", "") for any other."""
+    """(repository, manifests|blobs|referrers|tags, reference) of a `/v2/` API path; (None, "", "") for any other."""
     rest = unquote(path).removeprefix("/v2/")
     if rest.endswith("/tags/list"):
         return rest[: -len("/tags/list")] or None, "tags", "list"
-    for kind in ("manifests", "blobs"):
+    for kind in ("manifests", "blobs", "referrers"):
         name, found, reference = rest.rpartition(f"/{kind}/")
         if found and name and reference and "/" not in reference:
             return name, kind, reference

@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .artifacts import Artifact
 from .ecr import aws_error
 from .planning import Copy
 from .readback import RUN_ID_RE, MalformedError, count, document, shown, text
@@ -237,10 +238,16 @@ class BuildStartError(Exception):
     """A build could not be started; its images are reported failed and the next run picks them up."""
 
 
+def artifact(a: Artifact) -> dict[str, str]:
+    """An artifact as the build reads it: what it is, its digest, the digest it refers to and its tag (if any)."""
+    return {"kind": a.kind, "digest": a.digest, "subject": a.subject, **({"tag": a.tag} if a.tag else {})}
+
+
 def mirror_images(copies: Sequence[Copy], source_location: Callable[[str], str], target_host: str) -> str:
     """The JSON array the buildspec reads: registries named as the build must reach them. A re-tag (`retag`: true,
     `pulls`: 0) names its upstream source as a copy does, but the build writes it from the target repository's own
-    manifest of that digest and sends the source no request."""
+    manifest of that digest and sends the source no request. `artifacts` (signatures, attestations, SBOMs) are copied
+    after the image, each by its digest and under its tag where it has one."""
     return json.dumps(
         [
             {
@@ -250,6 +257,7 @@ def mirror_images(copies: Sequence[Copy], source_location: Callable[[str], str],
                 "registry": c.source.registry,  # as users write it: docker.io even where an endpoint maps it
                 "pulls": c.pulls,
                 **({"retag": True} if c.retag else {}),
+                **({"artifacts": [artifact(a) for a in c.artifacts]} if c.artifacts else {}),
             }
             for c in copies
         ],

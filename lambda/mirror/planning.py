@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from .artifacts import Artifact
 from .imagelist import Entry
 from .references import DOCKER_HUB, ImageRef, Target
 
@@ -33,7 +34,9 @@ class Check:
     `complete` is False when the deadline cut the check short: the next run checks that entry first. `pulls` is
     what copying it costs, where known: one for a single manifest, else what the copy in ECR counts (its manifests).
     `mirrored` is True when the target repository already holds the source digest (under another tag, or none):
-    the copy is then a re-tag written from ECR's own manifest, and costs no pull.
+    the copy is then a re-tag written from ECR's own manifest, and costs no pull. `artifacts`: the signatures,
+    attestations and SBOMs that refer to it, each marked where the mirror holds it; `warnings`: what of them could
+    not be looked at.
     """
 
     source_digest: str | None = None
@@ -42,6 +45,8 @@ class Check:
     complete: bool = True
     pulls: int | None = None
     mirrored: bool = False
+    artifacts: tuple[Artifact, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class Copy:
     A `retag` is written from the manifest the target repository already holds under that digest, through the
     registry API: no upstream request, no pull. `after` names the copy (by index) of this run that brings the
     digest first, when the repository does not hold it yet: the re-tag is written after it, in the same build.
+    `artifacts` are copied after the image (for an unchanged image, after a re-tag that finds it in place); `pulls`
+    counts theirs too.
     """
 
     index: int
@@ -62,6 +69,7 @@ class Copy:
     pulls: int
     retag: bool = False
     after: int | None = None
+    artifacts: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,8 @@ class Decision:
     error: str | None = None
     copy: Copy | None = None
     build: str | None = None
+    artifacts: tuple[Artifact, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,28 +112,37 @@ def decide(entry: Entry, check: Check | None) -> Decision:
         return Decision(
             entry.index, Status.FAILED, check.source_digest, check.target_digest, check.error or "no source digest"
         )
-    if check.source_digest == check.target_digest:
-        return Decision(entry.index, Status.UNCHANGED, check.source_digest, check.target_digest)
-    status = Status.MISSING if check.target_digest is None else Status.CHANGED
     source = replace(entry.source, digest=check.source_digest)
-    pulls = 0 if check.mirrored else check.pulls if check.pulls is not None else ASSUMED_PULLS
-    copy = Copy(
-        entry.duplicate_of if entry.duplicate_of is not None else entry.index,
-        source,
-        entry.target,
-        check.source_digest,
+    index = entry.duplicate_of if entry.duplicate_of is not None else entry.index
+    new = tuple(a for a in check.artifacts if not a.mirrored)
+    extra = sum(a.pulls for a in new)
+    if check.source_digest == check.target_digest:
+        status, pulls, retag = Status.UNCHANGED, extra, True
+    else:
+        status = Status.MISSING if check.target_digest is None else Status.CHANGED
+        pulls = extra + (0 if check.mirrored else check.pulls if check.pulls is not None else ASSUMED_PULLS)
+        retag = check.mirrored
+    # An unchanged image's missing artifacts ride on a re-tag, which finds the image in place before they are written.
+    copy = None
+    if status != Status.UNCHANGED or new:
+        copy = Copy(index, source, entry.target, check.source_digest, status, pulls, retag, artifacts=new)
+    return Decision(
+        entry.index,
         status,
-        pulls,
-        retag=check.mirrored,
+        check.source_digest,
+        check.target_digest,
+        copy=copy,
+        artifacts=check.artifacts,
+        warnings=check.warnings,
     )
-    return Decision(entry.index, status, check.source_digest, check.target_digest, copy=copy)
 
 
 def plan(entries: Sequence[Entry], checks: Mapping[int, Check]) -> Plan:
     """Decide every entry; a duplicate takes the check of the entry it repeats. `checks` is keyed by entry index.
 
     Never pay twice: of the copies that bring one new digest into one repository, the first (in list order) is
-    copied and charged; the others are re-tags written after it (`after`).
+    copied and charged; the others are re-tags written after it (`after`). An artifact is copied into a repository
+    once, by the first copy that carries it: a copy left with nothing to write (an unchanged image's) is dropped.
     """
     decisions = [
         decide(entry, checks.get(entry.duplicate_of if entry.duplicate_of is not None else entry.index))
@@ -136,12 +155,25 @@ def plan(entries: Sequence[Entry], checks: Mapping[int, Check]) -> Plan:
             continue
         key = (copy.target.repository, copy.digest)
         if key in first:
-            decisions[i] = replace(decision, copy=replace(copy, pulls=0, retag=True, after=first[key]))
+            decisions[i] = replace(decision, copy=replace(copy, pulls=0, retag=True, after=first[key], artifacts=()))
         else:
             first[key] = copy.index
+    carried: set[tuple[str, str, str | None]] = set()
+    for i, decision in enumerate(decisions):
+        copy = decision.copy
+        if copy is None or copy.index != decision.index or not copy.artifacts:
+            continue
+        keep = tuple(a for a in copy.artifacts if (copy.target.repository, a.digest, a.tag) not in carried)
+        carried.update((copy.target.repository, a.digest, a.tag) for a in keep)
+        if keep != copy.artifacts:
+            dropped = sum(a.pulls for a in copy.artifacts) - sum(a.pulls for a in keep)
+            trimmed = replace(copy, artifacts=keep, pulls=copy.pulls - dropped)
+            nothing = not keep and copy.status == Status.UNCHANGED
+            decisions[i] = replace(decision, copy=None if nothing else trimmed)
     final = {d.index: d.copy for d in decisions if d.copy is not None and d.copy.index == d.index}
     decisions = [  # a duplicate shares the copy of the entry it repeats, as that copy now is
-        replace(d, copy=final[d.copy.index]) if d.copy is not None and d.copy.index != d.index else d for d in decisions
+        replace(d, copy=final.get(d.copy.index)) if d.copy is not None and d.copy.index != d.index else d
+        for d in decisions
     ]
     return Plan(tuple(decisions))
 
@@ -205,8 +237,8 @@ def admit(
             waiting[c.index] = replace(
                 first, error=f"{kind}: a re-tag after the copy to {targets[c.after]}, which waits ({first.error})"
             )
-        elif c.retag:
-            ready.append(c)  # costs no pull, whatever is left of the quota
+        elif c.retag and not c.pulls:
+            ready.append(c)  # costs no pull, whatever is left of the quota (one with artifacts to fetch does)
         elif c.source.registry == DOCKER_HUB and pulls_left is not None and c.pulls > pulls_left:
             waiting[c.index] = Outcome(
                 error=f"deferred: {c.pulls} pulls needed, {max(pulls_left, 0)} left above the reserve of {reserve} "

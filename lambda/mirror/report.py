@@ -50,6 +50,10 @@ def records(
             record["pulls"] = decision.copy.pulls  # what its copy is estimated to cost of Docker Hub's quota
         if decision.copy is not None and decision.copy.retag:
             record["retag"] = True  # written from the digest the repository holds: no upstream request
+        if decision.artifacts:  # what refers to the image; those not `mirrored` yet are copied by its build
+            record["artifacts"] = [a.record() for a in decision.artifacts]
+        if decision.warnings:
+            record["warnings"] = list(decision.warnings)
         if entry.rule is not None:
             record["rule"] = entry.rule
         out.append(record)
@@ -100,11 +104,25 @@ def store(s3: Any, place: Place, report: Mapping[str, Any]) -> tuple[str, str | 
 
 
 def summary(images: Sequence[Mapping[str, Any]], builds: int, tag_sets: int = 0) -> dict[str, int]:
-    """The counts of a run: its records by status, the builds it started and the tag sets it evaluated."""
+    """The counts of a run: its records by status, the builds it started, the tag sets it evaluated, and the
+    artifacts found (those the mirror holds, and those a build started by this run copies)."""
     counts = {str(s): 0 for s in Status}
+    found = mirrored = copying = 0
     for image in images:
         counts[image["status"]] += 1
-    return {"total": len(images), **counts, "buildsStarted": builds, "tagSets": tag_sets}
+        for a in image.get("artifacts", ()):
+            found += 1
+            mirrored += a["mirrored"]
+            copying += not a["mirrored"] and image["build"] is not None
+    return {
+        "total": len(images),
+        **counts,
+        "buildsStarted": builds,
+        "tagSets": tag_sets,
+        "artifactsFound": found,
+        "artifactsMirrored": mirrored,
+        "artifactsCopying": copying,
+    }
 
 
 def assemble(
@@ -152,6 +170,7 @@ def emit_metrics(metrics: MetricSink, report: Mapping[str, Any]) -> None:
         ("ImagesInflight", counts["inflight"]),
         ("ImagesFailed", counts["failed"] + counts["invalid"]),
         ("BuildsStarted", counts["buildsStarted"]),
+        ("ArtifactsCopying", counts["artifactsCopying"]),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     hub = report["rateLimit"].get(DOCKER_HUB)

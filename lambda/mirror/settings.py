@@ -104,6 +104,15 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigurationError(f"{name} must be true or false, got {raw[:40]!r}")
+    return raw == "true"
+
+
 #: the name prefix of REGISTRY_CREDENTIALS secrets: IAM grants GetSecretValue on it alone (ECR's pull-through cache
 #: does the same with ecr-pullthroughcache/), since a JSON map cannot become exact IAM resources
 SECRET_PREFIX = "ecr-mirror/"  # noqa: S105 (a name prefix, not a password)
@@ -181,6 +190,8 @@ class Settings:
     report_location: str | None = None
     source_registries: frozenset[str] = frozenset(DEFAULT_SOURCE_REGISTRIES)
     dockerhub_pull_reserve: int = 10
+    #: whether the signatures, attestations and SBOMs that refer to an image are mirrored with it (COPY_ARTIFACTS)
+    copy_artifacts: bool = True
 
     @property
     def dockerhub_credentials(self) -> bool:
@@ -269,4 +280,5 @@ class Settings:
             source_registries=frozenset(sources),
             report_location=report,
             dockerhub_pull_reserve=_int(env, "DOCKERHUB_PULL_RESERVE", 10, 0, 100_000),
+            copy_artifacts=_bool(env, "COPY_ARTIFACTS", True),
         )

@@ -4,6 +4,7 @@ and select tag sets, check, claim repositories, start builds. What decides among
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .artifacts import Found, Repository, discover
 from .budget import Budget, Share
 from .codebuild import BuildStartError, idempotency_token, mirror_images, start_build
 from .credentials import build_logins
 from .ecr import SOURCE_TAG, claim_repository
 from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Outcome, Plan, batches, plan
+from .references import DOCKER_HUB
 from .registry import (
     Credential,
     DeadlineError,
@@ -207,16 +210,51 @@ def check_images(
     budget: Budget | None = None,
     order: Callable[[Entry], float] | None = None,
     heads: Mapping[tuple[str, str, str], ManifestHead] | None = None,
+    artifacts: bool = False,
 ) -> dict[int, Check]:
     """Source and target digest of each distinct valid entry, concurrently; never past the deadline.
 
     Entries are checked least recently checked first (`order`, then list order), so a list too long for one run is
     checked in rotation. A source tag whose HEAD tag-set selection already asked (`heads`) is not asked again. A
-    source digest the target repository already holds (a free HEAD by digest on ECR) makes the copy a re-tag.
+    source digest the target repository already holds (a free HEAD by digest on ECR) makes the copy a re-tag. With
+    `artifacts`, the signatures, attestations and SBOMs that refer to each image are found too (`artifacts.discover`,
+    once per repository and digest), each compared with the mirror's copy.
     This is the fault boundary of a check: below it errors are typed (`RegistryError`); whatever else one image's
     check raises becomes that image's `failed` record, logged with its traceback, and the other images go on.
     """
     heads = heads or {}
+    searches: dict[tuple[str, str, str, str], Found] = {}
+    searching: dict[tuple[str, str, str, str], threading.Lock] = {}
+    guard = threading.Lock()
+
+    def find(entry: Entry, digest: str, index: bool | None, held: bool) -> Found:
+        """The image's artifacts, looked for once per source, digest and target repository (a tag set's aliases
+        share them); the deadline makes them a warning, not the image's failure."""
+        assert entry.source is not None
+        assert entry.target is not None
+        source = Repository(entry.source.registry, entry.source.repository)
+        target = Repository(ecr_host, entry.target.repository)
+        key = (source.host, source.repository, digest, target.repository)
+        with guard:
+            lock = searching.setdefault(key, threading.Lock())
+        with lock:
+            if key in searches:
+                return searches[key]
+
+            def read_index() -> bytes | None:
+                # Free where it is read: the mirror's copy, or a source that counts no pulls (Docker Hub does).
+                where = target if held else source if source.host != DOCKER_HUB else None
+                try:
+                    return client.manifest(where.host, where.repository, digest) if where is not None else None
+                except RegistryError:
+                    return None
+
+            try:
+                found = discover(client, source, digest, index=index, target=target, held=held, read_index=read_index)
+            except DeadlineError:
+                found = Found(warnings=("artifacts: not looked for before the function's deadline",))
+            searches[key] = found
+            return found
 
     def lookup(side: str, host: str, repository: str, reference: str) -> tuple[ManifestHead | None, str | None]:
         """(what the HEAD told, None); (None, None) for a target not in ECR yet; (None, reason) on failure.
@@ -253,6 +291,9 @@ def check_images(
         except DeadlineError:
             # Reported, never dropped: the next run checks it first. A source error found first is the reason.
             return Check(source_digest, None, error or DEADLINE_REASON, complete=False)
+        found = Found()
+        if artifacts and error is None and target_error is None and source_digest is not None:
+            found = find(entry, source_digest, index, held is not None or source_digest == target_digest)
         pulls = None
         if held is not None:
             pulls = 0  # already mirrored under another tag: a re-tag from ECR, no pull
@@ -262,7 +303,15 @@ def check_images(
                 pulls = 1
             elif target_digest is not None:
                 pulls = copy_cost(repository, target_digest)
-        result = Check(source_digest, target_digest, error or target_error, pulls=pulls, mirrored=held is not None)
+        result = Check(
+            source_digest,
+            target_digest,
+            error or target_error,
+            pulls=pulls,
+            mirrored=held is not None,
+            artifacts=found.artifacts,
+            warnings=found.warnings,
+        )
         if budget is not None:
             budget.found(result, entry.target.repository)
         return result
@@ -339,6 +388,7 @@ def check_list(
         budget=budget,
         order=order,
         heads=heads,
+        artifacts=settings.copy_artifacts,
     )
     return Checked(entries, selections, checks, plan(entries, checks), tag_sets)
 

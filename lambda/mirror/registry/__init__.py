@@ -15,6 +15,7 @@ from .errors import (
     RegistryError,
     RegistryTimeoutError,
     TooLargeError,
+    UnsupportedError,
     UpstreamError,
 )
 from .hosts import Credential, HostConfig
@@ -43,6 +44,7 @@ __all__ = [
     "Reply",
     "RetryPolicy",
     "TooLargeError",
+    "UnsupportedError",
     "UpstreamError",
     "default_base_url",
     "parse_challenge",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -23,6 +24,7 @@ from .errors import (
     NotFoundOrDeniedError,
     RegistryConnectionError,
     TooLargeError,
+    UnsupportedError,
     UpstreamError,
 )
 from .hosts import Credential, HostConfig
@@ -194,15 +196,36 @@ class RegistryClient:
         media_type = (reply.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         return ManifestHead(digest, None if not media_type else media_type in INDEX_TYPES)
 
-    def manifest_count(self, host: str, repository: str, digest: str) -> int:
-        """How many manifests a copy of `repository@digest` fetches: an index and each of its manifests, or one.
-        A GET: meant for this account's ECR, where reading a manifest costs nothing (never for Docker Hub). A
-        manifest of any other shape, or over the body cap, is a RegistryError: the count is then unknown."""
+    def manifest(self, host: str, repository: str, digest: str) -> bytes:
+        """The manifest `repository@digest` as stored, its digest checked. A GET: meant for this account's ECR, or
+        a registry that counts no pulls (never for Docker Hub)."""
         registry = self._host(host)
         url = f"{registry.base_url}/v2/{repository}/manifests/{digest}"
         what = f"{host}/{repository}@{digest}"
         reply, _ = self._request(registry, repository, "GET", url, {"Accept": MANIFEST_ACCEPT}, what)
-        return count_manifests(reply.body, what)
+        if "sha256:" + hashlib.sha256(reply.body).hexdigest() != digest:
+            raise BadResponseError(f"{what}: the registry served a manifest of another digest")
+        return reply.body
+
+    def manifest_count(self, host: str, repository: str, digest: str) -> int:
+        """How many manifests a copy of `repository@digest` fetches: an index and each of its manifests, or one.
+        A GET (`manifest`). A manifest of any other shape, or over the body cap, is a RegistryError: the count is
+        then unknown."""
+        return count_manifests(self.manifest(host, repository, digest), f"{host}/{repository}@{digest}")
+
+    def referrers(self, host: str, repository: str, digest: str) -> bytes | None:
+        """The index of the manifests that refer to `repository@digest` (OCI 1.1's referrers API: a listing, not a
+        pull), or None where the registry has no such API (it answers 404 or 405; the spec says a registry that
+        has it never answers 404). One page: a registry that pages it names the rest in a `Link`, not followed."""
+        registry = self._host(host)
+        url = f"{registry.base_url}/v2/{repository}/referrers/{digest}"
+        what = f"{host}/{repository}@{digest} referrers"
+        accept = {"Accept": "application/vnd.oci.image.index.v1+json"}
+        try:
+            reply, _ = self._request(registry, repository, "GET", url, accept, what)
+        except (NotFoundError, UnsupportedError):
+            return None
+        return reply.body
 
     def list_tags(self, host: str, repository: str) -> list[str]:
         """Every tag of `repository` on `host`, page by page (`n`, then the `Link: <…>; rel="next"` header).
@@ -407,4 +430,6 @@ class RegistryClient:
             raise NotFoundError(f"{what} does not exist")
         if status in (401, 403):
             raise AuthError(f"{what}: access denied (HTTP {status})")
+        if status == 405:
+            raise UnsupportedError(f"{what}: the registry does not offer this (HTTP 405)")
         raise UpstreamError(f"{what}: unexpected HTTP {status}")

@@ -42,6 +42,12 @@ class UpstreamError(RegistryError):
     reason = "upstream error"
 
 
+class UnsupportedError(UpstreamError):
+    """HTTP 405: the registry does not offer the operation (an API it lacks, such as OCI 1.1's referrers)."""
+
+    reason = "unsupported"
+
+
 class RegistryTimeoutError(RegistryError):
     reason = "timeout"
 

@@ -1,0 +1,193 @@
+"""Signatures, attestations and SBOMs travel with the image: signed the way cosign signs (devtools.signing, a key
+made by the test), found by the function with HEADs and the referrers API, copied by the real build with their
+digests, and verified against the mirror's copy as an admission controller verifies it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devtools.profiles import PROFILES
+from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, push_token
+from devtools.signing import OCI_INDEX, Repo, Signer, attestation, referrers_of, sha, verify
+from devtools.standins import RegistryFront
+from mirror.planning import ASSUMED_PULLS
+from tests.integration.conftest import Mirror, Registries, copy_entries, ecr_digest
+
+
+@pytest.fixture
+def quay(registries: Registries) -> Iterator[RegistryFront]:
+    """quay.io as it answers, with its referrers API, in front of the registry without auth."""
+    front = RegistryFront(PROFILES["quay.io"], registries.plain)
+    try:
+        yield front
+    finally:
+        front.close()
+
+
+@pytest.fixture
+def site(mirror: Mirror, quay: RegistryFront) -> Mirror:
+    mirror.env["REGISTRY_ENDPOINTS"] = json.dumps(
+        {"docker.io": mirror.registries.hub.url, ECR_ACCOUNT_HOST: mirror.registries.ecr.url, "quay.io": quay.url}
+    )
+    return mirror
+
+
+def hub_repo(mirror: Mirror, name: str) -> Repo:
+    """The Docker Hub side's repository, as its one user who may push."""
+    token = push_token(mirror.registries.tokens, mirror.image(name))
+    return Repo(mirror.registries.upstream.url, mirror.image(name), {"Authorization": f"Bearer {token}"})
+
+
+def ecr_repo(mirror: Mirror, repository: str) -> Repo:
+    login = base64.b64encode(f"{ECR_USER}:{ECR_PASSWORD}".encode()).decode()
+    return Repo(mirror.registries.ecr.url, repository, {"Authorization": f"Basic {login}"})
+
+
+def sig_tag(digest: str) -> str:
+    return digest.replace(":", "-") + ".sig"
+
+
+def test_signatures_and_an_attestation_are_mirrored_verified_and_then_unchanged(
+    site: Mirror, quay: RegistryFront, tmp_path: Path
+) -> None:
+    mirror, hub = site, site.registries.hub
+    signer = Signer()
+    # Given a signed Docker Hub image, and a quay.io image with a signature and an attestation as a referrer
+    signed = mirror.seed("signed", "a signed app")
+    upstream = hub_repo(mirror, "signed")
+    signer.sign(upstream, signed.digest)
+    attested = mirror.seed_plain("attested", "an attested app", tag="1")
+    quay_repo = Repo(mirror.registries.plain.url, mirror.image("attested"), {})
+    signer.sign(quay_repo, attested.digest)
+    index = quay_repo.get(f"manifests/{attested.digest}").content
+    statement = attestation(quay_repo, attested.digest, OCI_INDEX, len(index), "https://slsa.dev/provenance/v1")
+    provenance = quay.add_referrer(mirror.image("attested"), statement)
+    images = [f"{mirror.image('signed')}:latest", f"quay.io/{mirror.image('attested')}:1"]
+
+    # When the function runs
+    checked = hub.pulls()
+    report = mirror.invoke({"images": images})
+
+    # Then each record lists what refers to its image, and the build is given it, counted
+    assert hub.pulls() == checked, "looking for artifacts pulled from Docker Hub"
+    first, second = report["images"]
+    assert first["status"] == second["status"] == "missing"
+    assert [(a["kind"], a["tag"], a["subject"], a["mirrored"]) for a in first["artifacts"]] == [
+        ("signature", sig_tag(signed.digest), signed.digest, False)
+    ]
+    assert sorted((a["kind"], a["tag"], a["digest"]) for a in second["artifacts"]) == sorted(
+        [
+            ("attestation", None, provenance),
+            ("signature", sig_tag(attested.digest), second["artifacts"][0]["digest"]),
+        ]
+    )
+    assert (report["summary"]["artifactsFound"], report["summary"]["artifactsCopying"]) == (3, 3)
+    ((hub_entry, quay_entry),) = mirror.mirror_images()
+    assert hub_entry["pulls"] == ASSUMED_PULLS + 1  # the index and its platforms, assumed; the signature, one
+    assert [a["tag"] for a in hub_entry["artifacts"]] == [sig_tag(signed.digest)]
+    assert len(quay_entry["artifacts"]) == 2
+
+    # When the real build copies them
+    before = hub.pulls()
+    run = copy_entries(mirror, [hub_entry, quay_entry], tmp_path)
+
+    # Then every artifact is in ECR with its digest, and the signatures verify against the mirrored images
+    assert len(run.lines("ARTIFACT")) == 3, run.output
+    assert not run.lines("WARNING"), run.output
+    assert hub.pulls() - before == 3 + 1  # an index, two platforms, one signature
+    hub_target = first["target"].split("/", 1)[1].rsplit(":", 1)[0]
+    quay_target = second["target"].split("/", 1)[1].rsplit(":", 1)[0]
+    assert ecr_digest(mirror, hub_target, "latest") == signed.digest
+    (payload,) = verify(ecr_repo(mirror, hub_target), signed.digest, signer.public_pem)
+    assert payload["critical"]["image"]["docker-manifest-digest"] == signed.digest
+    verify(ecr_repo(mirror, quay_target), attested.digest, signer.public_pem)
+    assert ecr_digest(mirror, quay_target, provenance) == provenance
+    # The local ECR stand-in has no referrers API: the attestation is found through the fallback tag.
+    assert referrers_of(ecr_repo(mirror, quay_target), attested.digest) == [provenance]
+
+    # When the function runs again: unchanged, everything mirrored, nothing started
+    again = mirror.invoke({"images": images})
+    assert [r["status"] for r in again["images"]] == ["unchanged", "unchanged"]
+    assert all(a["mirrored"] for r in again["images"] for a in r["artifacts"])
+    assert (again["summary"]["artifactsCopying"], again["summary"]["buildsStarted"]) == (0, 0)
+    assert len(mirror.builds) == 1
+
+    # When the upstream image is signed again (cosign appends a signature: a new manifest under the same tag)
+    signer.sign(upstream, signed.digest, note="re-signed")
+    third = mirror.invoke({"images": images})
+
+    # Then only the new signature is copied, on a re-tag of the unchanged image, for one pull
+    resigned, untouched = third["images"]
+    assert (resigned["status"], untouched["status"]) == ("unchanged", "unchanged")
+    assert [a["mirrored"] for a in resigned["artifacts"]] == [False]
+    assert resigned["build"] is not None
+    assert untouched["build"] is None
+    ((entry,),) = mirror.mirror_images()[1:]
+    assert (entry["retag"], entry["pulls"], [a["tag"] for a in entry["artifacts"]]) == (
+        True,
+        1,
+        [sig_tag(signed.digest)],
+    )
+    before = hub.pulls()
+    run = copy_entries(mirror, [entry], tmp_path)
+    assert len(run.lines("ARTIFACT")) == 1, run.output
+    assert hub.pulls() - before == 1
+    assert len(verify(ecr_repo(mirror, hub_target), signed.digest, signer.public_pem)) == 2
+
+    fourth = mirror.invoke({"images": images})
+    assert [r["status"] for r in fourth["images"]] == ["unchanged", "unchanged"]
+    assert len(mirror.builds) == 2
+
+
+def test_an_index_under_the_fallback_tag_is_copied_whole_with_its_referrers(mirror: Mirror, tmp_path: Path) -> None:
+    # Given a registry without the referrers API (distribution, as ghcr.io is) holding an SBOM referrer of an
+    # image, listed by the index under the fallback tag that clients keep there (distribution-spec v1.1)
+    layout = mirror.seed_plain("sbom", "an app with an sbom", tag="2")
+    repo = Repo(mirror.registries.plain.url, mirror.image("sbom"), {})
+    index = repo.get(f"manifests/{layout.digest}").content
+    sbom = json.loads(attestation(repo, layout.digest, OCI_INDEX, len(index), "https://spdx.dev/Document"))
+    sbom["artifactType"] = "application/spdx+json"
+    body = json.dumps(sbom).encode()
+    digest = repo.put_manifest(sha(body), body)
+    listed = {"mediaType": sbom["mediaType"], "digest": digest, "size": len(body), "artifactType": sbom["artifactType"]}
+    fallback = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [listed]}).encode()
+    index_digest = repo.put_manifest(layout.digest.replace(":", "-"), fallback, OCI_INDEX)
+
+    # When the function runs and the build copies
+    report = mirror.invoke({"images": [f"quay.io/{mirror.image('sbom')}:2"]})
+    (record,) = report["images"]
+    assert [(a["kind"], a["digest"], a["tag"]) for a in record["artifacts"]] == [
+        ("referrers", index_digest, layout.digest.replace(":", "-"))
+    ]
+    ((entry,),) = mirror.mirror_images()
+    run = copy_entries(mirror, [entry], tmp_path)
+
+    # Then the index is in ECR under its tag with its digest, and the referrer it lists with its own
+    assert len(run.lines("ARTIFACT")) == 1, run.output
+    target = record["target"].split("/", 1)[1].rsplit(":", 1)[0]
+    assert ecr_digest(mirror, target, layout.digest.replace(":", "-")) == index_digest
+    assert ecr_digest(mirror, target, digest) == digest
+    assert referrers_of(ecr_repo(mirror, target), layout.digest) == [digest]
+    again = mirror.invoke({"images": [f"quay.io/{mirror.image('sbom')}:2"]})
+    assert [r["status"] for r in again["images"]] == ["unchanged"]
+    assert len(mirror.builds) == 1
+
+
+def test_copy_artifacts_off_looks_for_none(mirror: Mirror) -> None:
+    signed = mirror.seed("off", "signed but not wanted")
+    Signer().sign(hub_repo(mirror, "off"), signed.digest)
+    mirror.env["COPY_ARTIFACTS"] = "false"
+
+    report = mirror.invoke({"images": [f"{mirror.image('off')}:latest"]})
+
+    (record,) = report["images"]
+    assert record["status"] == "missing"
+    assert "artifacts" not in record
+    assert not [p for _, p in mirror.hub_requests() if ".sig" in p or "/referrers/" in p]
+    ((entry,),) = mirror.mirror_images()
+    assert "artifacts" not in entry
