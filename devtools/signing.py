@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,10 +126,13 @@ class Signer:
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": len(config)},
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": repo.put_blob(config),
+                "size": len(config),
+            },
             "layers": layers,
         }
-        manifest["config"]["digest"] = repo.put_blob(config)  # type: ignore[index]
         return repo.put_manifest(tag, _json(manifest))
 
 
@@ -197,11 +199,11 @@ def verify(repo: Repo, digest: str, public_pem: bytes) -> list[dict[str, Any]]:
     return verified
 
 
-def referrers_of(repo: Repo, subject: str, referrers_api: Callable[[], requests.Response] | None = None) -> list[str]:
+def referrers_of(repo: Repo, subject: str) -> list[str]:
     """The digests of the referrers a client finds for `subject`: the referrers API where the registry serves it,
     else the index under the fallback tag `sha256-<hex>` (distribution-spec v1.1, as cosign's go-containerregistry
     falls back)."""
-    answer = referrers_api() if referrers_api is not None else repo.get(f"referrers/{subject}", accept=OCI_INDEX)
+    answer = repo.get(f"referrers/{subject}", accept=OCI_INDEX)
     if answer.status_code != 200:
         answer = repo.get(f"manifests/{subject.replace(':', '-')}", accept=OCI_INDEX)
     if answer.status_code != 200:
