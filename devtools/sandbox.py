@@ -50,6 +50,7 @@ from devtools.registries import (  # noqa: E402
     auth_file,
     free_port,
 )
+from devtools.signing import Repo, Signer  # noqa: E402
 from devtools.standins import RegistryFront  # noqa: E402
 
 BUCKET = "ecr-mirror-sandbox"
@@ -78,6 +79,7 @@ class Sandbox:
     workdir: Path
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     codebuild: LocalCodeBuild = field(default_factory=LocalCodeBuild)
+    signer: Signer = field(default_factory=Signer)
 
     def start(self) -> None:
         self.tokens = TokenServer(self.workdir / "tokens")
@@ -137,12 +139,18 @@ class Sandbox:
         return layout
 
     def seed_k8s(self, repository: str, tag: str) -> Layout:
-        """An image where registry.k8s.io's redirect points: k8s-artifacts-prod/images/<repository> on the backend."""
+        """An image where registry.k8s.io's redirect points: k8s-artifacts-prod/images/<repository> on the backend,
+        signed as the Kubernetes release process signs its images (cosign, a `.sig` tag beside the image)."""
         layout = write_image(
             self.workdir / "layouts" / f"k8s-{repository}", f"k8s-{repository}", kind="oci-index", tag=tag
         )
         push(layout, f"{self.k8s_backend.location}/{self.k8s.path}/{repository}:{tag}")
+        self.sign_k8s(repository, layout.digest)
         return layout
+
+    def sign_k8s(self, repository: str, digest: str, note: str = "") -> None:
+        """Sign (or sign again) a registry.k8s.io image with the sandbox's key, as `cosign sign --key` does."""
+        self.signer.sign(Repo(self.k8s_backend.url, f"{self.k8s.path}/{repository}", {}), digest, note)
 
     def prepare_aws(self) -> None:
         import boto3
@@ -204,6 +212,29 @@ class Sandbox:
         self.stack.close()
 
 
+def artifacts(image: dict[str, Any], location: str | None, arrived: set[str], *, planned: bool) -> str:
+    """What refers to the image and what became of it: `2 signature, attestation: 1 mirrored, 1 copied`."""
+    found = image.get("artifacts") or []
+    if not found or location is None:
+        return "-"
+    repository = location.rsplit(":", 1)[0]
+    states: dict[str, int] = {}
+    for a in found:
+        where = f"{repository}:{a['tag']}" if a["tag"] else f"{repository}@{a['digest']}"
+        state = (
+            "mirrored"
+            if a["mirrored"]
+            else "to copy"
+            if planned
+            else "copied"
+            if any(w.endswith(where) for w in arrived)
+            else "not copied"
+        )
+        states[state] = states.get(state, 0) + 1
+    kinds = ", ".join(sorted({a["kind"] for a in found}))
+    return f"{len(found)} {kinds}: " + ", ".join(f"{n} {state}" for state, n in states.items())
+
+
 def short(digest: str | None) -> str:
     return digest.split(":", 1)[1][:12] if digest else "-"
 
@@ -215,7 +246,8 @@ def table(title: str, report: dict[str, Any], builds: list[BuildRun] | None) -> 
     copied = {line.split(" -> ", 1)[1] for run in ran for line in run.lines("COPIED")}
     failed = {line.split(" ", 2)[1].rstrip(":") for run in ran for line in run.lines("FAILED")}
     deferred = {line.split(" ", 2)[1].rstrip(":") for run in ran for line in run.lines("DEFERRED")}
-    rows = [("IMAGE", "STATUS", "SOURCE", "ECR BEFORE", "COPY")]
+    arrived = {line.split(" ", 2)[1] for run in ran for line in run.lines("ARTIFACT")}
+    rows = [("IMAGE", "STATUS", "SOURCE", "ECR BEFORE", "COPY", "ARTIFACTS")]
     for image in report["images"]:
         location = image["target"] and image["target"].split("/", 1)[1]
         copy_state = "-"
@@ -230,8 +262,17 @@ def table(title: str, report: dict[str, Any], builds: list[BuildRun] | None) -> 
                 ),
                 "started",
             )
+        if image["status"] == "unchanged" and image["build"] and copy_state == "copied":
+            copy_state = "-"  # its re-tag only brought the artifacts
         rows.append(
-            (image["source"], image["status"], short(image["sourceDigest"]), short(image["targetDigest"]), copy_state)
+            (
+                image["source"],
+                image["status"],
+                short(image["sourceDigest"]),
+                short(image["targetDigest"]),
+                copy_state,
+                artifacts(image, location, arrived, planned=builds is None),
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [title, "-" * len(title)]
@@ -285,19 +326,21 @@ def main(argv: list[str] | None = None) -> int:
             sandbox.seed(repository, tag, kind, f"sample-{number}-v1")
         for tag in NODE_TAGS:
             sandbox.seed(TAG_SET[0], tag, "oci-manifest", f"node-{tag}")
-        sandbox.seed_k8s(*K8S_IMAGE)
+        pause = sandbox.seed_k8s(*K8S_IMAGE)
         sandbox.prepare_aws()
         print(
             f"ready in {time.monotonic() - started:.1f}s; upstream seeded with {len(SAMPLES)} images and "
             f"{TAG_SET[0]} {', '.join(NODE_TAGS)} (the list's tag set: {json.dumps(TAG_SET[1])}); "
-            f"registry.k8s.io/{':'.join(K8S_IMAGE)} behind a front end that redirects to its backend\n"
+            f"registry.k8s.io/{':'.join(K8S_IMAGE)} (signed with cosign's tag scheme) behind a front end that "
+            "redirects to its backend\n"
         )
 
         # (title, what changes upstream, the Docker Hub pulls the build's address has left when it copies)
         steps = [
             ("run 1: the first nightly run finds nothing in ECR", None, None),
             (
-                f"run 2: {CHANGED} changed upstream, and node {RELEASED} was released; the build's address has "
+                f"run 2: {CHANGED} changed upstream, node {RELEASED} was released and registry.k8s.io/"
+                f"{K8S_IMAGE[0]} signed again (only its new signature is copied); the build's address has "
                 f"{LOW_QUOTA} Docker Hub pulls left (the reserve is 10): {CHANGED} waits",
                 CHANGED,
                 LOW_QUOTA,
@@ -310,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 repository, tag, kind = next(s for s in SAMPLES if s[0] == change)
                 sandbox.seed(repository, tag, kind, "sample-changed-v2")
                 sandbox.seed(TAG_SET[0], RELEASED, "oci-manifest", f"node-{RELEASED}")
+                sandbox.sign_k8s(K8S_IMAGE[0], pause.digest, note="signed again")
             sandbox.hub.remaining = quota if quota is not None else sandbox.hub.limit
             report = sandbox.invoke(scheduled)
             builds = sandbox.run_builds()

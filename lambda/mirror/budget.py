@@ -71,8 +71,10 @@ class Budget:
 
     def found(self, check: Check, repository: str) -> None:
         """Count what one check will ask of the rest of the run."""
-        if check.error is not None or check.source_digest is None or check.source_digest == check.target_digest:
+        if check.error is not None or check.source_digest is None:
             return
+        if check.source_digest == check.target_digest and all(a.mirrored for a in check.artifacts):
+            return  # unchanged, and nothing that refers to it is missing
         with self._lock:
             self._copies += 1
             if check.target_digest is None:

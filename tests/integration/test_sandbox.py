@@ -71,7 +71,8 @@ def test_sandbox_mirrors_then_copies_the_change_then_rests_and_runs_again_cleanl
         assert run_2["returncode"] == 0
         deferred = [line.split()[1] for line in run_2["output"].splitlines() if line.startswith("DEFERRED")]
         assert [target.rstrip(":").rsplit("/", 2)[-2:] for target in deferred] == [["library", "nginx:1.27"]]
-        assert "1 copied, 1 deferred, 0 failed; 1 Docker Hub pulls spent" in run_2["output"]
+        # pause's re-tag (it is unchanged) brought only its new signature, at no Docker Hub pull
+        assert "2 copied, 1 deferred, 0 failed; 1 artifacts copied, 0 not; 1 Docker Hub pulls spent" in run_2["output"]
         # what each run's build spent comes back to the next run through CodeBuild's exported variable
         assert (second["previousRun"]["runId"], second["previousRun"]["dockerHubPulls"]) == (first["runId"], 10)
         assert third["previousRun"]["dockerHubPulls"] == 1
@@ -91,10 +92,16 @@ def test_sandbox_mirrors_then_copies_the_change_then_rests_and_runs_again_cleanl
         assert nginx["targetDigest"] == next(i for i in second["images"] if "nginx" in i["source"])["sourceDigest"]
         builds = json.loads((workdir / "reports" / "run-1-builds.json").read_text())
         assert [b["returncode"] for b in builds] == [0]
-        assert "7 copied, 0 deferred, 0 failed" in builds[0]["output"]  # registry.k8s.io/pause among them
+        assert "7 copied, 0 deferred, 0 failed; 1 artifacts copied" in builds[0]["output"]  # pause's signature
         pause = next(i for i in first["images"] if i["source"] == "registry.k8s.io/pause:3.10")
         assert pause["target"].endswith("/mirror/registry.k8s.io/pause:3.10")
-        assert "run 2: library/nginx changed upstream, and node 23 was released" in done.stdout, attempt
+        # signed upstream: its signature is found, copied, then mirrored; signed again in run 2, only the new one
+        signed = [next(i for i in r["images"] if "pause" in i["source"]) for r in (first, second, third)]
+        assert [[a["mirrored"] for a in p["artifacts"]] for p in signed] == [[False], [False], [True]]
+        assert [p["artifacts"][0]["kind"] for p in signed] == ["signature"] * 3
+        assert signed[0]["artifacts"][0]["digest"] != signed[1]["artifacts"][0]["digest"]
+        assert "1 signature: 1 copied" in done.stdout
+        assert "run 2: library/nginx changed upstream, node 23 was released" in done.stdout, attempt
         assert processes_under(workdir) == []
 
 
