@@ -250,7 +250,7 @@ def check(
     the function's rule (`endpoints`: REGISTRY_ENDPOINTS): Docker Hub's credential, quota and pull count follow
     it, so an entry naming another registry than its source's is refused."""
     if not isinstance(entry, dict) or not FIELDS <= set(entry) <= FIELDS | OPTIONAL:
-        return None, "entry must be an object with exactly source, target, digest, registry and pulls (and retag)"
+        return None, "entry must be an object of exactly source, target, digest, registry, pulls (and retag, artifacts)"
     retag = entry.get("retag", False)
     if retag is not True and "retag" in entry:
         return None, "retag, where given, must be true"
@@ -510,18 +510,14 @@ def put_manifest(
 
 
 def list_referrer(job: Job, a: Artifact, deadline: float, environ: Mapping[str, str]) -> str | None:
-    """Make the referrer `a`, pushed already, findable from its subject: a mirror with the referrers API lists it
-    itself; one without (it answers 404 or 405) gets it added to the index under the OCI fallback tag
-    `sha256-<hex of the subject>` (distribution-spec v1.1, "Pushing Manifests with Subject"), read, extended and
-    written back. None, or why not."""
+    """Make the referrer `a`, pushed already, findable from its subject by the OCI fallback tag too: its descriptor
+    (read back from the mirror) is added to the index under `sha256-<hex of the subject>`, read, extended and
+    written back (distribution-spec v1.1, "Pushing Manifests with Subject"). A mirror with the referrers API (ECR)
+    lists it there as well; the tag is what a client without that API reads, and it holds the referrer by a tag,
+    as an index holds its platforms, so that an expiry of untagged images does not take it. None, or why not."""
     api, headers = _target(job, environ)
     fallback = digest_tag(a.subject)
     try:
-        status, _, _ = _retried(f"{api}/referrers/{a.subject}", "GET", headers, deadline, cap=MANIFEST_CAP)
-        if status == 200:
-            return None
-        if status not in (404, 405):
-            return f"the mirror's referrers API answered HTTP {status}"
         status, answer, manifest = _retried(f"{api}/manifests/{a.digest}", "GET", headers, deadline, cap=MANIFEST_CAP)
         if status != 200 or "sha256:" + hashlib.sha256(manifest).hexdigest() != a.digest:
             return f"reading {job.repository}@{a.digest} back failed (HTTP {status})"

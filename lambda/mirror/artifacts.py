@@ -178,6 +178,8 @@ def discover(
                 found.append(Artifact(kind, head.digest, subject, tag))
         try:
             listed = client.referrers(source.host, source.repository, subject)
+        except DeadlineError:
+            raise
         except RegistryError as e:
             warnings.append(f"referrers of {subject} not read: {e}")
             listed = None
@@ -204,10 +206,10 @@ def discover(
                 artifacts += of(platform)
             except BadResponseError as e:
                 warnings.append(f"artifacts of {platform} not read: {e}")
+    artifacts = list({(a.digest, a.tag): a for a in reversed(artifacts)}.values())[::-1]  # each once, as first found
     if len(artifacts) > ARTIFACTS_MAX:
         warnings.append(f"{len(artifacts)} artifacts refer to the image: only the first {ARTIFACTS_MAX} are mirrored")
         artifacts = artifacts[:ARTIFACTS_MAX]
-    artifacts = list({(a.digest, a.tag): a for a in artifacts}.values())
     if held:
         artifacts = [replace(a, mirrored=_mirrored(client, target, a, warnings)) for a in artifacts]
     return Found(tuple(artifacts), tuple(warnings))

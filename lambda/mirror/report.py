@@ -105,23 +105,30 @@ def store(s3: Any, place: Place, report: Mapping[str, Any]) -> tuple[str, str | 
 
 def summary(images: Sequence[Mapping[str, Any]], builds: int, tag_sets: int = 0) -> dict[str, int]:
     """The counts of a run: its records by status, the builds it started, the tag sets it evaluated, and the
-    artifacts found (those the mirror holds, and those a build started by this run copies)."""
+    artifacts found, each once per repository (two tags of one image share theirs): those the mirror holds, and
+    those a build started by this run copies."""
     counts = {str(s): 0 for s in Status}
-    found = mirrored = copying = 0
+    mirrored: set[tuple[str, str, str | None]] = set()
+    copying: set[tuple[str, str, str | None]] = set()
+    found: set[tuple[str, str, str | None]] = set()
     for image in images:
         counts[image["status"]] += 1
+        repository = (image.get("target") or "").rsplit(":", 1)[0]
         for a in image.get("artifacts", ()):
-            found += 1
-            mirrored += a["mirrored"]
-            copying += not a["mirrored"] and image["build"] is not None
+            key = (repository, a["digest"], a["tag"])
+            found.add(key)
+            if a["mirrored"]:
+                mirrored.add(key)
+            elif image.get("build") is not None:
+                copying.add(key)
     return {
         "total": len(images),
         **counts,
         "buildsStarted": builds,
         "tagSets": tag_sets,
-        "artifactsFound": found,
-        "artifactsMirrored": mirrored,
-        "artifactsCopying": copying,
+        "artifactsFound": len(found),
+        "artifactsMirrored": len(mirrored),
+        "artifactsCopying": len(copying),
     }
 
 

@@ -179,7 +179,7 @@ def test_a_re_tag_is_written_from_the_repositorys_own_manifest_and_asks_the_sour
     (failed,) = run.lines("FAILED")
     assert f"{repository}:latest: tag failed: reading" in failed
     assert "HTTP 404" in failed
-    assert run.lines("REFUSED entry 3: a re-tag costs no pull: its pulls must be 0")
+    assert run.lines("REFUSED entry 3: a re-tag fetches nothing upstream but its artifacts: its pulls must be theirs")
     assert run.lines("REFUSED entry 4: retag, where given, must be true")
     assert ecr_digest(mirror, repository, "1") is None
     assert mirror.hub_requests()[before:] == []  # neither a pull nor a quota check: the source is not asked
