@@ -552,6 +552,80 @@ def floor_figures(
     return figures
 
 
+ARTIFACTS_REPOSITORY = "bench/distinct"
+
+
+def artifact_figures(
+    hub: HubProxy,
+    upstream: Registry,
+    ecr: Registry,
+    tokens: TokenServer,
+    layout: Layout,
+    invoke: Any,
+    *,
+    count: int,
+    repeats: int,
+) -> None:
+    """What looking for artifacts costs the steady state: `count` unchanged, unsigned images, each a digest of its
+    own (so each is searched: the search is kept per digest), checked with COPY_ARTIFACTS off and on, alternated;
+    medians compared, and the Docker Hub side's requests per image counted."""
+    import os
+    import statistics
+
+    tags = [f"d{n}" for n in range(count)]
+    manifest = manifest_of(layout)
+    hub_auth = {"Authorization": f"Bearer {push_token(tokens, ARTIFACTS_REPOSITORY)}"}
+    ecr_auth = {"Authorization": "Basic " + base64.b64encode(f"{ECR_USER}:{ECR_PASSWORD}".encode()).decode()}
+    push(layout, f"{upstream.location}/{ARTIFACTS_REPOSITORY}:seed", creds=f"{tokens.username}:{tokens.password}")
+    push(layout, f"{ecr.location}/mirror/{ARTIFACTS_REPOSITORY}:seed", creds=f"{ECR_USER}:{ECR_PASSWORD}")
+    import requests
+
+    with requests.Session() as http:
+        for tag in tags:  # the same layers, a manifest (hence a digest) of its own
+            document = json.loads(manifest)
+            document["annotations"] = {"org.example.n": tag}
+            body = json.dumps(document, separators=(",", ":")).encode()
+            for url, name, auth in (
+                (upstream.url, ARTIFACTS_REPOSITORY, hub_auth),
+                (ecr.url, f"mirror/{ARTIFACTS_REPOSITORY}", ecr_auth),
+            ):
+                http.put(
+                    f"{url}/v2/{name}/manifests/{tag}",
+                    data=body,
+                    headers={"Content-Type": layout.media_type, **auth},
+                    timeout=10,
+                ).raise_for_status()
+    run = invoke({"images": [f"{ARTIFACTS_REPOSITORY}:{t}" for t in tags]})
+    seconds: dict[str, list[float]] = {"false": [], "true": []}
+    requests_per_image: dict[str, float] = {}
+    for n in range(2 * repeats):
+        setting = ("false", "true")[(n + n // 2) % 2]  # off, on, on, off, off, on: neither always first
+        os.environ["COPY_ARTIFACTS"] = setting
+        sent = len(hub.requests)
+        with production_logging():
+            began = time.perf_counter()
+            report = run()
+            seconds[setting].append(time.perf_counter() - began)
+        if report["summary"]["unchanged"] != count or report["summary"]["artifactsFound"]:
+            raise RuntimeError(f"the run did not find every image unchanged and unsigned: {report['summary']}")
+        requests_per_image[setting] = round((len(hub.requests) - sent) / count, 2)
+    os.environ.pop("COPY_ARTIFACTS")
+    off, on = statistics.median(seconds["false"]), statistics.median(seconds["true"])
+    print(
+        json.dumps(
+            {
+                "scenario": f"{count} unchanged unsigned images, each its own digest: COPY_ARTIFACTS off and on",
+                "images": count,
+                "secondsOff": round(off, 2),
+                "secondsOn": round(on, 2),
+                "onToOffRatio": round(on / off, 3),
+                "dockerHubRequestsPerImage": {"off": requests_per_image["false"], "on": requests_per_image["true"]},
+                "repetitions": repeats,
+            }
+        )
+    )
+
+
 MAXIMUM_SETS, MAXIMUM_TAGS = 60, 2_000
 
 
@@ -612,9 +686,15 @@ def main(argv: list[str] | None = None) -> int:
         help="run the re-tag scenarios: aliases moved to a mirrored release, two new tags of one digest (timing pass)",
     )
     parser.add_argument("--only-retags", action="store_true", help="run the re-tag scenarios alone")
+    parser.add_argument(
+        "--artifacts", type=int, default=0, help="images of the artifact-search scenario (timing pass; 0: skip it)"
+    )
+    parser.add_argument("--only-artifacts", action="store_true", help="run the artifact-search scenario alone")
     args = parser.parse_args(argv)
     floor_sizes = (
-        [int(n) for n in args.floor_sizes.split(",") if n.strip()] if not TRACE and not args.only_retags else []
+        [int(n) for n in args.floor_sizes.split(",") if n.strip()]
+        if not TRACE and not (args.only_retags or args.only_artifacts)
+        else []
     )
     if args.only_copies:
         workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
@@ -623,11 +703,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
-    if args.maximum and not TRACE and not (args.only_maximum or args.only_floor or args.only_retags):
+    alone = args.only_maximum or args.only_floor or args.only_retags or args.only_artifacts
+    if args.maximum and not TRACE and not alone:
         import subprocess
 
         subprocess.run([sys.executable, "-m", "devtools.benchmark", "--no-trace", "--only-maximum"], check=True)
-    figures = None if args.only_floor or args.only_maximum or args.only_retags else package_figures()
+    figures = None if alone else package_figures()
     if figures is not None and not TRACE:
         print(json.dumps(figures))
     workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
@@ -653,7 +734,6 @@ def main(argv: list[str] | None = None) -> int:
         push(old, f"{upstream.location}/{repository}:seed", creds=f"{tokens.username}:{tokens.password}")
         push(new, f"{upstream.location}/{repository}:seed-new", creds=f"{tokens.username}:{tokens.password}")
         push(old, f"{ecr.location}/mirror/{repository}:seed", creds=f"{ECR_USER}:{ECR_PASSWORD}")
-        alone = args.only_floor or args.only_maximum or args.only_retags
         tags = [f"t{i}" for i in range(0 if alone else args.images)]
         changed = set(tags[: args.images // 10])
         started = time.perf_counter()
@@ -725,6 +805,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             if args.only_retags:
                 retag_figures(workdir, hub, upstream, ecr, tokens)
+                return 0
+            if args.artifacts and not TRACE:
+                artifact_figures(hub, upstream, ecr, tokens, old, invoke, count=args.artifacts, repeats=args.repeats)
+            if args.only_artifacts:
                 return 0
             unchanged_tags = [t for t in tags if t not in changed]
             measure(

@@ -162,11 +162,13 @@ def discover(
     target: Repository,
     held: bool,
     read_index: Callable[[], bytes | None],
+    referrers_api: bool = True,
 ) -> Found:
     """The artifacts that refer to `digest` at `source`, and to each platform manifest of it when it is an index
     that has artifacts of its own (cosign signs an index and, with `--recursive`, each platform), compared with
     `target` when it holds the image (`held`). `read_index` reads the index where that is free (the mirror's copy,
-    or a source that counts no pulls), or gives None. Only HEADs and listings reach the source: no pull.
+    or a source that counts no pulls), or gives None. Only HEADs and listings reach the source: no pull. Without
+    `referrers_api` (a registry known to have none) the referrers listing is not asked, only the fallback tag.
     A failure to look is a warning; the deadline passes up (DeadlineError)."""
     warnings: list[str] = []
 
@@ -176,13 +178,14 @@ def discover(
             head = _head(client, source, tag, warnings)
             if head is not None:
                 found.append(Artifact(kind, head.digest, subject, tag))
+        listed = None
         try:
-            listed = client.referrers(source.host, source.repository, subject)
+            if referrers_api:
+                listed = client.referrers(source.host, source.repository, subject)
         except DeadlineError:
             raise
         except RegistryError as e:
             warnings.append(f"referrers of {subject} not read: {e}")
-            listed = None
         if listed is not None:
             return found + parse_referrers(listed, subject, f"{source.host}/{source.repository}@{subject} referrers")
         fallback = _head(client, source, digest_tag(subject), warnings)

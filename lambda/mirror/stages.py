@@ -250,7 +250,17 @@ def check_images(
                     return None
 
             try:
-                found = discover(client, source, digest, index=index, target=target, held=held, read_index=read_index)
+                found = discover(
+                    client,
+                    source,
+                    digest,
+                    index=index,
+                    target=target,
+                    held=held,
+                    read_index=read_index,
+                    # Docker Hub has no referrers API (docker/roadmap#724): only its fallback tag is asked.
+                    referrers_api=source.host != DOCKER_HUB,
+                )
             except DeadlineError:
                 found = Found(warnings=("artifacts: not looked for before the function's deadline",))
             searches[key] = found

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from devtools.profiles import PROFILES
 from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, push_token
@@ -191,3 +192,53 @@ def test_copy_artifacts_off_looks_for_none(mirror: Mirror) -> None:
     assert not [p for _, p in mirror.hub_requests() if ".sig" in p or "/referrers/" in p]
     ((entry,),) = mirror.mirror_images()
     assert "artifacts" not in entry
+
+
+def test_an_index_signed_with_its_platforms_brings_each_platforms_signature(
+    site: Mirror, quay: RegistryFront, tmp_path: Path
+) -> None:
+    # Given an index signed as `cosign sign --recursive` signs it: the index and each platform manifest
+    layout = site.seed_plain("recursive", "signed all the way down", tag="3")
+    repo = Repo(site.registries.plain.url, site.image("recursive"), {})
+    signer = Signer()
+    platforms = [str(m["digest"]) for m in layout.manifests()]
+    for digest in [layout.digest, *platforms]:
+        signer.sign(repo, digest)
+
+    # When the function runs (quay.io counts no pulls: the index is read there) and the build copies
+    report = site.invoke({"images": [f"quay.io/{site.image('recursive')}:3"]})
+    (record,) = report["images"]
+    assert sorted(a["subject"] for a in record["artifacts"]) == sorted([layout.digest, *platforms])
+    ((entry,),) = site.mirror_images()
+    run = copy_entries(site, [entry], tmp_path)
+
+    # Then each signature verifies against its own manifest in the mirror
+    assert len(run.lines("ARTIFACT")) == 3, run.output
+    target = ecr_repo(site, record["target"].split("/", 1)[1].rsplit(":", 1)[0])
+    for digest in [layout.digest, *platforms]:
+        verify(target, digest, signer.public_pem)
+    again = site.invoke({"images": [f"quay.io/{site.image('recursive')}:3"]})
+    assert [a["mirrored"] for a in again["images"][0]["artifacts"]] == [True, True, True]
+    assert len(site.mirror_images()) == 1
+
+
+def test_an_artifact_the_build_cannot_copy_is_a_warning_and_the_image_stands(mirror: Mirror, tmp_path: Path) -> None:
+    # Given a signed image whose signature is gone upstream by the time the build copies it
+    layout = mirror.seed_plain("gone", "signature deleted after the check", tag="1")
+    repo = Repo(mirror.registries.plain.url, mirror.image("gone"), {})
+    signature = Signer().sign(repo, layout.digest)
+    mirror.invoke({"images": [f"quay.io/{mirror.image('gone')}:1"]})
+    ((entry,),) = mirror.mirror_images()
+    assert repo.get(f"manifests/{signature}").status_code == 200
+    requests.delete(f"{repo.url}/v2/{repo.name}/manifests/{signature}", timeout=10).raise_for_status()
+
+    # When the build runs
+    run = copy_entries(mirror, [entry], tmp_path)  # asserts it succeeded and copied the image
+
+    # Then the image is copied, the signature is a warning naming it, and the build does not fail
+    (warning,) = run.lines("WARNING")
+    assert f"signature {signature} not copied: copy failed" in warning
+    assert "0 artifacts copied, 1 not" in run.output
+    target = entry["target"].split("/", 1)[1].rsplit(":", 1)[0]
+    assert ecr_digest(mirror, target, "1") == layout.digest
+    assert ecr_digest(mirror, target, sig_tag(layout.digest)) is None

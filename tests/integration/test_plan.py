@@ -63,11 +63,12 @@ def run_plan(
 
 
 def rows(out: str) -> dict[str, list[str]]:
-    """The table's rows by image: status, source digest, target digest, copy."""
+    """The table's rows by image: status, source digest, target digest, copy (not the artifacts column after them,
+    which holds words of its own)."""
     lines = out.splitlines()
     start = next(n for n, line in enumerate(lines) if line.startswith("IMAGE "))
     end = next(n for n, line in enumerate(lines) if n > start and " images: " in line)
-    return {cells[0]: cells[1:] for cells in (line.split() for line in lines[start + 1 : end])}
+    return {cells[0]: cells[1:5] for cells in (line.split() for line in lines[start + 1 : end])}
 
 
 def short(digest: str) -> str:

@@ -194,7 +194,7 @@ def test_the_build_defers_a_docker_hub_copy_its_own_quota_cannot_cover(
     )
     assert ecr_digest(mirror, f"mirror/{mirror.image('hubbed')}", "1") is None
     assert ecr_digest(mirror, f"mirror/{mirror.image('elsewhere')}", "1") == other.digest
-    assert "1 copied, 1 deferred, 0 failed; 0 Docker Hub pulls spent" in run.output
+    assert "1 copied, 1 deferred, 0 failed; 0 artifacts copied, 0 not; 0 Docker Hub pulls spent" in run.output
     assert (tmp_path / "pulls").read_text() == "0"
     hubbed = [(m, p) for m, p in mirror.hub_requests() if f"/{mirror.image('hubbed')}/manifests/" in p]
     assert hubbed
@@ -222,7 +222,8 @@ def test_the_build_spends_what_fits_and_counts_the_pulls_it_spent(mirror: Mirror
     assert len(run.lines("COPIED")) == 2  # concurrent, yet the pending copies' pulls are counted before the third
     assert len(run.lines("DEFERRED")) == 1
     assert mirror.registries.hub.remaining == 10  # as Docker Hub counts, the index and each platform: all estimated
-    assert f"2 copied, 1 deferred, 0 failed; {2 * per_copy} Docker Hub pulls spent" in run.output
+    summary = f"2 copied, 1 deferred, 0 failed; 0 artifacts copied, 0 not; {2 * per_copy} Docker Hub pulls spent"
+    assert summary in run.output
     assert (tmp_path / "pulls").read_text() == str(2 * per_copy)
     # what CodeBuild exports once the build ends (post_build runs after a failed build phase too)
     exported = exported_variables({"MIRROR_PULLS_FILE": str(tmp_path / "pulls")}, cwd=tmp_path)

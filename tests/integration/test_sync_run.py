@@ -99,6 +99,9 @@ def test_changed_and_missing_images_start_one_build_with_exact_mirror_images(mir
         "deferred": 0,
         "buildsStarted": 1,
         "tagSets": 0,
+        "artifactsFound": 0,
+        "artifactsMirrored": 0,
+        "artifactsCopying": 0,
     }
 
 
@@ -182,7 +185,7 @@ def test_dry_run_reports_everything_and_creates_nothing(mirror: Mirror) -> None:
     assert report["summary"]["buildsStarted"] == 0
 
 
-def test_pinned_digest_sends_no_source_request(mirror: Mirror) -> None:
+def test_pinned_digest_sends_no_source_request_for_the_image(mirror: Mirror) -> None:
     layout = mirror.seed("nginx", "v1", tag="1.27")
 
     report = mirror.invoke({"images": [f"{mirror.image('nginx')}:1.27@{layout.digest}"]})
@@ -191,7 +194,12 @@ def test_pinned_digest_sends_no_source_request(mirror: Mirror) -> None:
     assert image["status"] == "missing"
     assert image["sourceDigest"] == layout.digest
     assert image["target"].endswith(f"mirror/{mirror.image('nginx')}:1.27")
-    assert mirror.hub_requests() == []
+    # Only the search for what refers to it: HEADs of the tags derived from its digest, no pull.
+    stem = f"/v2/{mirror.image('nginx')}/manifests/{layout.digest.replace(':', '-')}"
+    assert sorted(p for _, p in mirror.hub_requests()) == sorted(
+        [f"{stem}.att", f"{stem}.sbom", f"{stem}.sig", stem, f"{stem}.sig"]
+    )
+    assert {m for m, _ in mirror.hub_requests()} == {"HEAD"}
     assert mirror.mirror_images()[0][0]["source"].endswith(f"/{mirror.image('nginx')}@{layout.digest}")
 
 
