@@ -6,6 +6,7 @@ signature copied byte for byte still verifies there: cosign checks only the dige
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,6 +26,8 @@ COSIGN_SUFFIXES = (("sig", "signature"), ("att", "attestation"), ("sbom", "sbom"
 #: the kind of an index under the OCI fallback tag (distribution-spec v1.1, "Referrers Tag Schema"): copied whole,
 #: with the referrers it lists
 REFERRERS = "referrers"
+#: the tags an artifact is kept under (cosign's, and the OCI fallback tag): never an image of a tag set
+ARTIFACT_TAG_RE = re.compile(r"sha256-[a-f0-9]{64}(?:\.(?:sig|att|sbom))?")
 #: the most artifacts one image may bring (a real one has a few); past it the rest are a warning
 ARTIFACTS_MAX = 50
 #: the most platform manifests of a signed index whose own artifacts are looked for
@@ -163,19 +166,25 @@ def discover(
     held: bool,
     read_index: Callable[[], bytes | None],
     referrers_api: bool = True,
+    listed: frozenset[str] | None = None,
 ) -> Found:
     """The artifacts that refer to `digest` at `source`, and to each platform manifest of it when it is an index
     that has artifacts of its own (cosign signs an index and, with `--recursive`, each platform), compared with
     `target` when it holds the image (`held`). `read_index` reads the index where that is free (the mirror's copy,
     or a source that counts no pulls), or gives None. Only HEADs and listings reach the source: no pull. Without
     `referrers_api` (a registry known to have none) the referrers listing is not asked, only the fallback tag.
-    A failure to look is a warning; the deadline passes up (DeadlineError)."""
+    `listed`: the source repository's tags where a tag set listed them already; a tag not among them is not asked
+    for (most images are unsigned: their search then costs no request for a tag). A failure to look is a warning;
+    the deadline passes up (DeadlineError)."""
     warnings: list[str] = []
+
+    def tagged(tag: str) -> ManifestHead | None:
+        return None if listed is not None and tag not in listed else _head(client, source, tag, warnings)
 
     def of(subject: str) -> list[Artifact]:
         found: list[Artifact] = []
         for kind, tag in cosign_tags(subject):
-            head = _head(client, source, tag, warnings)
+            head = tagged(tag)
             if head is not None:
                 found.append(Artifact(kind, head.digest, subject, tag))
         listed = None
@@ -188,7 +197,7 @@ def discover(
             warnings.append(f"referrers of {subject} not read: {e}")
         if listed is not None:
             return found + parse_referrers(listed, subject, f"{source.host}/{source.repository}@{subject} referrers")
-        fallback = _head(client, source, digest_tag(subject), warnings)
+        fallback = tagged(digest_tag(subject))
         # A registry may resolve the tag `sha256-<hex>` as the digest itself (oras-project/oras#2148): only an index
         # that is not the image is an index of referrers.
         if fallback is not None and fallback.digest != subject and fallback.index is not False:

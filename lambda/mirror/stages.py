@@ -211,6 +211,7 @@ def check_images(
     order: Callable[[Entry], float] | None = None,
     heads: Mapping[tuple[str, str, str], ManifestHead] | None = None,
     artifacts: bool = False,
+    tag_lists: Mapping[tuple[str, str], frozenset[str]] | None = None,
 ) -> dict[int, Check]:
     """Source and target digest of each distinct valid entry, concurrently; never past the deadline.
 
@@ -218,11 +219,13 @@ def check_images(
     checked in rotation. A source tag whose HEAD tag-set selection already asked (`heads`) is not asked again. A
     source digest the target repository already holds (a free HEAD by digest on ECR) makes the copy a re-tag. With
     `artifacts`, the signatures, attestations and SBOMs that refer to each image are found too (`artifacts.discover`,
-    once per repository and digest), each compared with the mirror's copy.
+    once per repository and digest, asking no tag a tag set's listing of that repository lacks: `tag_lists`), each
+    compared with the mirror's copy.
     This is the fault boundary of a check: below it errors are typed (`RegistryError`); whatever else one image's
     check raises becomes that image's `failed` record, logged with its traceback, and the other images go on.
     """
     heads = heads or {}
+    tag_lists = tag_lists or {}
     searches: dict[tuple[str, str, str, str], Found] = {}
     searching: dict[tuple[str, str, str, str], threading.Lock] = {}
     guard = threading.Lock()
@@ -260,6 +263,7 @@ def check_images(
                     read_index=read_index,
                     # Docker Hub has no referrers API (docker/roadmap#724): only its fallback tag is asked.
                     referrers_api=source.host != DOCKER_HUB,
+                    listed=tag_lists.get((source.host, source.repository)),
                 )
             except DeadlineError:
                 found = Found(warnings=("artifacts: not looked for before the function's deadline",))
@@ -376,6 +380,7 @@ def check_list(
     tag_sets = sum(1 for e in entries if e.tag_set is not None)
     selections: dict[int, Selection | str] = {}
     heads = None
+    tag_lists: dict[tuple[str, str], frozenset[str]] = {}
     if tag_sets:
         with budget.listings() as share:
             listings = list_tag_sets(
@@ -387,6 +392,11 @@ def check_list(
                 log=log,
             )
         selections, heads = select_tags(entries, listings, client, concurrency=settings.max_concurrency, log=log)
+        tag_lists = {
+            (e.source.registry, e.source.repository): frozenset(listed)
+            for e in entries
+            if e.source is not None and isinstance(listed := listings.get(e.index), list)
+        }
         entries = expand_tag_sets(loaded.images, entries, selections, settings.naming, loaded.sources)
         budget.entries(len(entries))
     checks = check_images(
@@ -399,6 +409,7 @@ def check_list(
         order=order,
         heads=heads,
         artifacts=settings.copy_artifacts,
+        tag_lists=tag_lists,
     )
     return Checked(entries, selections, checks, plan(entries, checks), tag_sets)
 

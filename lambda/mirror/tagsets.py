@@ -25,6 +25,8 @@ from typing import Protocol
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
+from .artifacts import ARTIFACT_TAG_RE
+
 # A number has at most 32 digits (a tag has at most 128 characters): build numbers and timestamps are versions.
 _VERSION_RE = re.compile(r"v?(\d{1,32}(?:\.\d{1,32}){0,3})(?:-([A-Za-z0-9_.-]+))?")
 _COMPARATOR_RE = re.compile(r"(>=|<=|>|<|=|\^|~)?\s*v?(\d{1,32}(?:\.\d{1,32}){0,3})")
@@ -350,7 +352,9 @@ class TagRule:
         for tag in dict.fromkeys(tags):  # each tag once, in the order listed
             why = None
             version = parse_version(tag)
-            if match is not None and not match.fullmatch(tag):
+            if ARTIFACT_TAG_RE.fullmatch(tag):
+                why = "the tag of a signature, attestation or SBOM (mirrored with its image)"
+            elif match is not None and not match.fullmatch(tag):
                 why = "not matched by match"
             elif exclude is not None and exclude.search(tag):
                 why = "excluded by exclude"

@@ -242,3 +242,21 @@ def test_an_artifact_the_build_cannot_copy_is_a_warning_and_the_image_stands(mir
     target = entry["target"].split("/", 1)[1].rsplit(":", 1)[0]
     assert ecr_digest(mirror, target, "1") == layout.digest
     assert ecr_digest(mirror, target, sig_tag(layout.digest)) is None
+
+
+def test_a_tag_set_over_a_signed_repository_asks_only_for_the_tags_its_listing_holds(mirror: Mirror) -> None:
+    # Given three releases on the Docker Hub side, the newest signed (its `.sig` tag is in the tag list)
+    digests = mirror.seed_tags("released", ["1.0.0", "1.1.0", "1.2.0"], release=lambda t: t)
+    Signer().sign(hub_repo(mirror, "released"), digests["1.2.0"])
+
+    # When a tag set selects them
+    report = mirror.invoke({"images": [{"source": mirror.image("released"), "tags": {"semver": ">=1"}}]})
+
+    # Then the signature tag is no image, the signed release lists it, and no absent tag was asked for
+    by_tag = {r["source"].rsplit(":", 1)[1]: r for r in report["images"]}
+    assert set(by_tag) == {"1.0.0", "1.1.0", "1.2.0"}
+    assert [a["tag"] for a in by_tag["1.2.0"]["artifacts"]] == [sig_tag(digests["1.2.0"])]
+    assert "artifacts" not in by_tag["1.0.0"]
+    asked = [p for m, p in mirror.hub_requests() if "/manifests/sha256-" in p]
+    assert asked
+    assert all(p.endswith(sig_tag(digests["1.2.0"])) for p in asked)

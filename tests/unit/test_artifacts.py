@@ -239,6 +239,7 @@ def search(
     held: bool = True,
     read_index: Index | None = None,
     digest: str = IMAGE,
+    listed: frozenset[str] | None = None,
 ) -> Found:
     return discover(
         cast(RegistryClient, registry),
@@ -248,6 +249,7 @@ def search(
         target=TARGET,
         held=held,
         read_index=read_index or Index(None),
+        listed=listed,
     )
 
 
@@ -540,3 +542,25 @@ def test_the_deadline_met_listing_referrers_passes_up() -> None:
 
     with pytest.raises(DeadlineError):
         search(registry)
+
+
+def test_a_tag_a_tag_sets_listing_lacks_is_not_asked_for() -> None:
+    # Given the source repository's tags, as a tag set listed them: a signature, no attestation, no SBOM
+    registry = FakeRegistry()
+    registry.source(sig_tag(), SIG)
+
+    found = search(registry, listed=frozenset({"1.2.3", sig_tag()}), held=False)
+
+    # Then only the listed tag is asked for, and it is found
+    assert found.artifacts == (Artifact("signature", SIG, IMAGE, sig_tag()),)
+    assert registry.asked(SOURCE.host) == [sig_tag()]
+    assert registry.referrer_calls == [(SOURCE.host, SOURCE.repository, IMAGE)]
+
+
+def test_an_unsigned_image_of_a_listed_repository_costs_only_the_referrers_listing() -> None:
+    registry = FakeRegistry()
+
+    found = search(registry, listed=frozenset({"1.2.3", "latest"}))
+
+    assert found == Found((), ())
+    assert registry.asked(SOURCE.host) == []

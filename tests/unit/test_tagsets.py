@@ -257,3 +257,17 @@ def test_exclude_without_a_variant_sees_every_tag() -> None:
     tags = ["1.27.3", "1.27.3-alpine", "1.28.0-rc1", "mainline-alpine"]
     assert parse_rule({"exclude": "rc"}).select(tags) == ["1.27.3", "1.27.3-alpine", "mainline-alpine"]
     assert parse_rule({"semver": ">=1", "exclude": "rc"}).select(tags) == ["1.27.3", "1.27.3-alpine"]
+
+
+@pytest.mark.parametrize("rule", [{"match": ".*"}, {"exclude": "^x"}, {"semver": ">=0"}])
+def test_the_tags_of_signatures_attestations_and_sboms_are_never_images_of_a_tag_set(rule: dict[str, object]) -> None:
+    # Given a repository whose signed release has cosign's signature tag and an OCI fallback tag beside it
+    stem = "sha256-" + "a" * 64
+    tags = ["1.0.0", f"{stem}.sig", f"{stem}.att", f"{stem}.sbom", stem]
+
+    selection = parse_rule(rule).candidates(tags).selection()
+
+    # Then only the release is selected; the others are left out, saying why
+    assert list(selection.tags) == ["1.0.0"]
+    why = "the tag of a signature, attestation or SBOM (mirrored with its image)"
+    assert {reason: list(t) for reason, t in selection.left_out.items()} == {why: tags[1:]}
