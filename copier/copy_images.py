@@ -46,10 +46,14 @@ from urllib.parse import urlencode
 # their place by the buildspec's embed step (devtools.buildspec), since the build has nothing but its buildspec.
 # -- begin mirror.trust --
 from mirror.trust import (
+    ARTIFACTS_MAX,
     DOCKER_HUB,
     DOCKER_HUB_HOSTS,
+    REFERRERS_PULLS,
     UntrustedURLError,
+    digest_tag,
     endpoint_url,
+    is_artifact_tag,
     is_loopback,
     parse_url,
     realm_takes_credentials,
@@ -69,13 +73,8 @@ SOURCE = re.compile(rf"({HOST})/({PATH})@({DIGEST})")
 MAX_LENGTH = 512
 FIELDS = {"source", "target", "digest", "registry", "pulls"}
 OPTIONAL = {"retag", "artifacts"}
-#: an artifact's tag: the tag form of the digest it refers to, cosign's suffix or none (the OCI fallback tag)
-ARTIFACT_TAG = r"sha256-[a-f0-9]{64}(?:\.sig|\.att|\.sbom)?"
 ARTIFACT_KIND = r"[a-z]{1,20}"
-ARTIFACTS_MAX = 50
 ARTIFACT_FIELDS = {"kind", "digest", "subject"}
-#: the most pulls one artifact is estimated at (an index under the fallback tag: the index and two referrers)
-ARTIFACT_PULLS = 3
 #: the most referrers an index under the fallback tag may list before it is not believed
 REFERRERS_MAX = 100
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -275,7 +274,7 @@ def check(
     artifacts, why = check_artifacts(entry.get("artifacts", []))
     if why is not None:
         return None, why
-    if retag and pulls > ARTIFACT_PULLS * len(artifacts):
+    if retag and pulls > REFERRERS_PULLS * len(artifacts):
         return None, "a re-tag fetches nothing upstream but its artifacts: its pulls must be theirs"
     repository = f"{t.group(1)}/{t.group(2)}"
     job = Job(
@@ -299,16 +298,10 @@ def check_artifacts(raw: object) -> tuple[tuple[Artifact, ...], str | None]:
             return (), "an artifact's kind, digest and subject must be strings"
         if not re.fullmatch(DIGEST, digest) or not re.fullmatch(DIGEST, subject):
             return (), "an artifact's digest and subject must be sha256 digests"
-        if tag is not None and (
-            not isinstance(tag, str) or not re.fullmatch(ARTIFACT_TAG, tag) or not tag.startswith(digest_tag(subject))
-        ):
+        if tag is not None and (not isinstance(tag, str) or not is_artifact_tag(tag, subject)):
             return (), "an artifact's tag must be the tag form of its subject (sha256-<hex>, with .sig, .att or .sbom)"
         found.append(Artifact(kind, digest, subject, tag))
     return tuple(found), None
-
-
-def digest_tag(digest: str) -> str:
-    return digest.replace(":", "-", 1)
 
 
 def skopeo(args: list[str], timeout: float, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes] | None:
@@ -373,23 +366,19 @@ def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | No
     tag; all before `deadline`. Returns (None, the manifests the copy fetched: the index and each of its manifests,
     or one), or (reason, 0).
     """
-    base = endpoint_url(job.target_host, {})
-    path = job.repository.split("/", 1)[1]
-    headers = {"Accept": MANIFEST_ACCEPT, **login_header(job.target_host, environ)}
+    api, headers = _target(job, environ)
     try:
-        status, answer, body = _retried(
-            f"{base}/v2/{path}/manifests/{job.digest}", "GET", headers, deadline, cap=MANIFEST_CAP
-        )
+        status, answer, body = _retried(f"{api}/manifests/{job.digest}", "GET", headers, deadline, cap=MANIFEST_CAP)
         if status != 200:
             return f"tag failed: reading {job.repository}@{job.digest} answered HTTP {status}", 0
         if "sha256:" + hashlib.sha256(body).hexdigest() != job.digest:
             return f"digest mismatch: {job.repository}@{job.digest} serves other bytes", 0
         media_type = answer.get("Content-Type") or ""
         put = {**headers, "Content-Type": media_type}
-        status, _, _ = _retried(f"{base}/v2/{path}/manifests/{job.tag}", "PUT", put, deadline, body=body)
+        status, _, _ = _retried(f"{api}/manifests/{job.tag}", "PUT", put, deadline, body=body)
         if status not in (200, 201):
             return f"tag failed: writing {job.target} answered HTTP {status}", 0
-        status, answer, _ = _retried(f"{base}/v2/{path}/manifests/{job.tag}", "HEAD", headers, deadline)
+        status, answer, _ = _retried(f"{api}/manifests/{job.tag}", "HEAD", headers, deadline)
     except TimeoutError:
         return "tag failed: timeout", 0
     except UntrustedURLError as e:
@@ -407,10 +396,11 @@ def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | No
 
 
 def artifact_job(job: Job, digest: str, tag: str | None = None) -> Job:
-    """The copy of one manifest of `job`'s source repository into its target repository, by digest (and tag)."""
+    """The copy of one manifest of `job`'s source repository into its target repository: by digest, or from the
+    source's own `tag` (so that a tag moves only to what upstream's tag names, skopeo's digestfile confirming it)."""
     return replace(
         job,
-        source=f"{job.source_host}/{job.source_path}@{digest}",
+        source=f"{job.source_host}/{job.source_path}" + (f":{tag}" if tag else f"@{digest}"),
         digest=digest,
         tag=tag or job.tag,
         target=f"{job.repository}:{tag}" if tag else f"{job.repository}@{digest}",
@@ -420,15 +410,25 @@ def artifact_job(job: Job, digest: str, tag: str | None = None) -> Job:
 
 
 def copy_artifacts(
-    job: Job, timeout: int, workdir: str, environ: Mapping[str, str]
+    job: Job, timeout: int, workdir: str, environ: Mapping[str, str], more_pulls: Callable[[int], str | None]
 ) -> list[tuple[Artifact, str | None, int]]:
     """Each of the entry's artifacts, copied once its image is in place, within one more entry's time: (the
-    artifact, why it was not copied or None, the manifests fetched from the source)."""
+    artifact, why it was not copied or None, the manifests fetched from the source). An artifact must refer to the
+    image or to one of its platforms, as the mirror's copy of the image lists them: a caller cannot write the
+    artifact tags of another image with it. `more_pulls(n)` admits n pulls beyond an artifact's estimate (None) or
+    says why not."""
     deadline = Deadline.start(timeout)
-    results = []
+    subjects = image_subjects(job, deadline.at, environ)
+    results: list[tuple[Artifact, str | None, int]] = []
     for a in job.artifacts:
+        reason: str | None
         try:
-            reason, fetched = copy_artifact(job, a, deadline, workdir, environ)
+            if subjects is None:
+                reason, fetched = f"{job.repository}@{job.digest} could not be read back from the mirror", 0
+            elif a.subject not in subjects:
+                reason, fetched = f"it refers to {a.subject}, neither the image nor one of its platforms", 0
+            else:
+                reason, fetched = copy_artifact(job, a, deadline, workdir, environ, more_pulls)
         except Exception as e:  # one artifact's surprise is a warning on its image, never the image's failure
             reason, fetched = f"internal error: {type(e).__name__}", 0
         results.append((a, reason, fetched))
@@ -436,39 +436,47 @@ def copy_artifacts(
 
 
 def copy_artifact(
-    job: Job, a: Artifact, deadline: Deadline, workdir: str, environ: Mapping[str, str]
+    job: Job,
+    a: Artifact,
+    deadline: Deadline,
+    workdir: str,
+    environ: Mapping[str, str],
+    more_pulls: Callable[[int], str | None],
 ) -> tuple[str | None, int]:
-    """One artifact, its digest preserved and verified: a cosign tag's manifest is pushed by digest, then tagged
-    (tag()); an index under the OCI fallback tag has its referrers pushed first, then itself, then its tag; a
-    referrer the source's API listed is pushed by digest and then listed where the mirror looks for it."""
-    one = artifact_job(job, a.digest, a.tag)
+    """One artifact, its digest preserved and verified. A cosign tag's manifest is copied from upstream's tag,
+    then tagged (copy()). An index under the OCI fallback tag is read from upstream's tag (its sha256 checked), its
+    referrers the mirror lacks are pushed first, then the index itself, then its tag. A referrer the source's API
+    listed is pushed by digest and then added to the mirror's fallback index (list_referrer())."""
     if a.tag is None:
-        reason = push(one, deadline, workdir)
+        reason = push(artifact_job(job, a.digest), deadline, workdir)
         return (reason, 0) if reason else (list_referrer(job, a, deadline.at, environ), 1)
     if a.tag != digest_tag(a.subject):  # cosign's .sig, .att or .sbom
-        reason = push(one, deadline, workdir)
-        return (reason, 0) if reason else tag(one, deadline.at, environ)
+        return copy(artifact_job(job, a.digest, a.tag), deadline, workdir, environ)
+    one = artifact_job(job, a.digest, a.tag)
     inspect = ["inspect", "--raw", f"--tls-verify={tls(job.source_host)}", f"docker://{one.source}"]
-    raw = skopeo(inspect, deadline.left())  # the index's bytes, as the source serves them: one pull on Docker Hub
+    raw = skopeo(inspect, deadline.left())  # the index's bytes, as upstream's tag serves them: one pull on Docker Hub
     if raw is None:
         return "reading the referrers index: timeout", 0
     if raw.returncode != 0:
         return "reading the referrers index failed: " + last_line(raw.stderr.decode(errors="replace")), 0
     body = raw.stdout
     if "sha256:" + hashlib.sha256(body).hexdigest() != a.digest:
-        return f"digest mismatch: the source served other bytes for {a.digest}", 1
+        return f"digest mismatch: {one.source} is no longer {a.digest}", 1
     children = _referrers_listed(body)
     if children is None:
         return "the fallback tag does not hold an index of referrers", 1
-    for child in children:
+    missing = [child for child in children if not in_mirror(job, child, deadline.at, environ)]
+    held_back = more_pulls(1 + len(missing) - REFERRERS_PULLS) if 1 + len(missing) > REFERRERS_PULLS else None
+    if held_back is not None:
+        return f"deferred: its {len(missing)} referrers: {held_back}", 1
+    for pushed, child in enumerate(missing):
         reason = push(artifact_job(job, child), deadline, workdir)
         if reason:
-            return f"referrer {child}: {reason}", 1
+            return f"referrer {child}: {reason}", 1 + pushed
     reason = put_manifest(job, a.digest, body, OCI_INDEX, deadline.at, environ)
-    if reason:
-        return reason, 1
-    reason, _ = tag(one, deadline.at, environ)
-    return reason, 1 + len(children)
+    if reason is None:
+        reason, _ = tag(one, deadline.at, environ)
+    return reason, 1 + len(missing)
 
 
 def _referrers_listed(body: bytes) -> list[str] | None:
@@ -493,6 +501,40 @@ def _target(job: Job, environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     return f"{base}/v2/{path}", {"Accept": MANIFEST_ACCEPT, **login_header(job.target_host, environ)}
 
 
+def read_back(job: Job, digest: str, deadline: float, environ: Mapping[str, str]) -> tuple[bytes, str] | str:
+    """The manifest `digest` of the target repository and its media type, its sha256 checked; or why not."""
+    api, headers = _target(job, environ)
+    try:
+        status, answer, body = _retried(f"{api}/manifests/{digest}", "GET", headers, deadline, cap=MANIFEST_CAP)
+    except TimeoutError:
+        return f"reading {job.repository}@{digest} back: timeout"
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        return f"reading {job.repository}@{digest} back: {type(e).__name__}"
+    if status != 200 or "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+        return f"reading {job.repository}@{digest} back failed (HTTP {status})"
+    return body, (answer.get("Content-Type") or "").split(";")[0].strip()
+
+
+def image_subjects(job: Job, deadline: float, environ: Mapping[str, str]) -> set[str] | None:
+    """What an artifact of the job may refer to: its image, and each manifest its index lists, as the mirror's
+    copy (just verified) lists them. None when it cannot be read."""
+    held = read_back(job, job.digest, deadline, environ)
+    if isinstance(held, str):
+        return None
+    listed = _referrers_listed(held[0]) if b'"manifests"' in held[0] else []
+    return {job.digest, *(listed or [])}
+
+
+def in_mirror(job: Job, digest: str, deadline: float, environ: Mapping[str, str]) -> bool:
+    """Whether the target repository holds `digest` (a HEAD; on any doubt, no)."""
+    api, headers = _target(job, environ)
+    try:
+        status, answer, _ = _retried(f"{api}/manifests/{digest}", "HEAD", headers, deadline)
+    except (OSError, http.client.HTTPException, ValueError):  # TimeoutError and UntrustedURLError among them
+        return False
+    return status == 200 and answer.get("Docker-Content-Digest", "").strip() == digest
+
+
 def put_manifest(
     job: Job, reference: str, body: bytes, media_type: str, deadline: float, environ: Mapping[str, str]
 ) -> str | None:
@@ -510,20 +552,25 @@ def put_manifest(
 
 
 def list_referrer(job: Job, a: Artifact, deadline: float, environ: Mapping[str, str]) -> str | None:
-    """Make the referrer `a`, pushed already, findable from its subject by the OCI fallback tag too: its descriptor
-    (read back from the mirror) is added to the index under `sha256-<hex of the subject>`, read, extended and
-    written back (distribution-spec v1.1, "Pushing Manifests with Subject"). A mirror with the referrers API (ECR)
-    lists it there as well; the tag is what a client without that API reads, and it holds the referrer by a tag,
-    as an index holds its platforms, so that an expiry of untagged images does not take it. None, or why not."""
+    """Make the referrer `a`, pushed already, findable from its subject by the OCI fallback tag too: read back, it
+    must name that subject; its descriptor is then added to the index under `sha256-<hex of the subject>`, read,
+    extended and written back (distribution-spec v1.1, "Pushing Manifests with Subject"). A mirror with the
+    referrers API (ECR) lists it there as well; the tag is what a client without that API reads, and it holds the
+    referrer by a tag, as an index holds its platforms, so that an expiry of untagged images does not take it. An
+    index there that cannot be read is never overwritten. None, or why not."""
     api, headers = _target(job, environ)
     fallback = digest_tag(a.subject)
+    held = read_back(job, a.digest, deadline, environ)
+    if isinstance(held, str):
+        return held
+    manifest, media_type = held
     try:
-        status, answer, manifest = _retried(f"{api}/manifests/{a.digest}", "GET", headers, deadline, cap=MANIFEST_CAP)
-        if status != 200 or "sha256:" + hashlib.sha256(manifest).hexdigest() != a.digest:
-            return f"reading {job.repository}@{a.digest} back failed (HTTP {status})"
         described = json.loads(manifest)
-        descriptor = {
-            "mediaType": described.get("mediaType") or (answer.get("Content-Type") or "").split(";")[0],
+        subject = described.get("subject") if isinstance(described, dict) else None
+        if not isinstance(subject, dict) or subject.get("digest") != a.subject:
+            return f"it does not refer to {a.subject} (its subject is another, or none)"
+        descriptor: dict[str, object] = {
+            "mediaType": described.get("mediaType") or media_type,
             "digest": a.digest,
             "size": len(manifest),
         }
@@ -533,20 +580,22 @@ def list_referrer(job: Job, a: Artifact, deadline: float, environ: Mapping[str, 
             descriptor["artifactType"] = artifact_type
         if isinstance(described.get("annotations"), dict):
             descriptor["annotations"] = described["annotations"]
-        status, _, held = _retried(f"{api}/manifests/{fallback}", "GET", headers, deadline, cap=MANIFEST_CAP)
-        listed = json.loads(held).get("manifests") if status == 200 else []
+        status, _, index = _retried(f"{api}/manifests/{fallback}", "GET", headers, deadline, cap=MANIFEST_CAP)
+        if status not in (200, 404):
+            return f"reading {job.repository}:{fallback} answered HTTP {status}: it is left as it is"
+        listed = json.loads(index).get("manifests") if status == 200 else []
         if not isinstance(listed, list):
             return f"{job.repository}:{fallback} holds something else than an index of referrers"
         if any(isinstance(m, dict) and m.get("digest") == a.digest for m in listed):
             return None
-        index = json.dumps(
+        extended = json.dumps(
             {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*listed, descriptor]}, separators=(",", ":")
         ).encode()
     except TimeoutError:
         return "listing the referrer: timeout"
     except (OSError, http.client.HTTPException, ValueError, AttributeError, RecursionError) as e:
         return f"listing the referrer: {type(e).__name__}"
-    return put_manifest(job, fallback, index, OCI_INDEX, deadline, environ)
+    return put_manifest(job, fallback, extended, OCI_INDEX, deadline, environ)
 
 
 def _exchange(
@@ -863,10 +912,14 @@ def copy_all(
                 artifacts(job)
 
     def artifacts(job: Job) -> None:
-        for a, reason, fetched in copy_artifacts(job, timeout, workdir, environ):
+        def more_pulls(extra: int) -> str | None:
+            return quota.admit(replace(job, pulls=extra), time.monotonic() + PROBE_SECONDS)
+
+        for a, reason, fetched in copy_artifacts(job, timeout, workdir, environ, more_pulls):
             spent = fetched if job.registry == DOCKER_HUB else 0
             if reason:
-                ledger.artifact(f"WARNING {job.target}: {a.kind} {a.digest} not copied: {reason}", copied=False)
+                line = f"WARNING {job.target}: {a.kind} {a.digest} not copied: {reason}"
+                ledger.artifact(line, copied=False, pulls=spent)
             else:
                 where = f"{job.repository}:{a.tag}" if a.tag else f"{job.repository}@{a.digest}"
                 ledger.artifact(f"ARTIFACT {where} ({a.kind} of {a.subject})", copied=True, pulls=spent)

@@ -6,7 +6,6 @@ signature copied byte for byte still verifies there: cosign checks only the dige
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,21 +19,13 @@ from .registry import (
     RegistryClient,
     RegistryError,
 )
+from .trust import ARTIFACTS_MAX, COSIGN_SUFFIXES, REFERRERS_PULLS, digest_tag
 
-#: cosign's tag suffixes and what each holds (cosign specs/SIGNATURE_SPEC.md, "Tag-based Discovery")
-COSIGN_SUFFIXES = (("sig", "signature"), ("att", "attestation"), ("sbom", "sbom"))
 #: the kind of an index under the OCI fallback tag (distribution-spec v1.1, "Referrers Tag Schema"): copied whole,
 #: with the referrers it lists
 REFERRERS = "referrers"
-#: the tags an artifact is kept under (cosign's, and the OCI fallback tag): never an image of a tag set
-ARTIFACT_TAG_RE = re.compile(r"sha256-[a-f0-9]{64}(?:\.(?:sig|att|sbom))?")
-#: the most artifacts one image may bring (a real one has a few); past it the rest are a warning
-ARTIFACTS_MAX = 50
 #: the most platform manifests of a signed index whose own artifacts are looked for
 PLATFORMS_MAX = 16
-#: what an index under the fallback tag is assumed to cost to copy from Docker Hub (its manifests are not read by
-#: the check, which asks only HEADs there): the index and two referrers
-REFERRERS_PULLS = 3
 INDEX_TYPES = frozenset(
     {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
 )
@@ -77,11 +68,6 @@ class Found:
     @property
     def new(self) -> tuple[Artifact, ...]:
         return tuple(a for a in self.artifacts if not a.mirrored)
-
-
-def digest_tag(digest: str) -> str:
-    """The tag form of a digest (`sha256:<hex>` -> `sha256-<hex>`): the OCI fallback tag, and the stem of cosign's."""
-    return digest.replace(":", "-", 1)
 
 
 def cosign_tags(digest: str) -> list[tuple[str, str]]:
@@ -165,14 +151,12 @@ def discover(
     target: Repository,
     held: bool,
     read_index: Callable[[], bytes | None],
-    referrers_api: bool = True,
     listed: frozenset[str] | None = None,
 ) -> Found:
     """The artifacts that refer to `digest` at `source`, and to each platform manifest of it when it is an index
     that has artifacts of its own (cosign signs an index and, with `--recursive`, each platform), compared with
     `target` when it holds the image (`held`). `read_index` reads the index where that is free (the mirror's copy,
-    or a source that counts no pulls), or gives None. Only HEADs and listings reach the source: no pull. Without
-    `referrers_api` (a registry known to have none) the referrers listing is not asked, only the fallback tag.
+    or a source that counts no pulls), or gives None. Only HEADs and listings reach the source: no pull.
     `listed`: the source repository's tags where a tag set listed them already; a tag not among them is not asked
     for (most images are unsigned: their search then costs no request for a tag). A failure to look is a warning;
     the deadline passes up (DeadlineError)."""
@@ -187,16 +171,9 @@ def discover(
             head = tagged(tag)
             if head is not None:
                 found.append(Artifact(kind, head.digest, subject, tag))
-        listed = None
-        try:
-            if referrers_api:
-                listed = client.referrers(source.host, source.repository, subject)
-        except DeadlineError:
-            raise
-        except RegistryError as e:
-            warnings.append(f"referrers of {subject} not read: {e}")
-        if listed is not None:
-            return found + parse_referrers(listed, subject, f"{source.host}/{source.repository}@{subject} referrers")
+        referrers = _referrers(client, source, subject, warnings)
+        if referrers is not None:
+            return found + [Artifact(kind, d, subject) for kind, d in referrers]
         fallback = tagged(digest_tag(subject))
         # A registry may resolve the tag `sha256-<hex>` as the digest itself (oras-project/oras#2148): only an index
         # that is not the image is an index of referrers.
@@ -204,26 +181,33 @@ def discover(
             found.append(Artifact(REFERRERS, fallback.digest, subject, digest_tag(subject)))
         return found
 
-    try:
-        artifacts = of(digest)
-    except BadResponseError as e:
-        return Found((), (f"artifacts not read: {e}",))
+    artifacts = of(digest)
     if artifacts and index is not False:
         body = read_index()
         platforms = platform_digests(body) if body is not None else []
         if len(platforms) > PLATFORMS_MAX:
             warnings.append(f"artifacts of only the first {PLATFORMS_MAX} of {len(platforms)} platforms looked for")
         for platform in platforms[:PLATFORMS_MAX]:
-            try:
-                artifacts += of(platform)
-            except BadResponseError as e:
-                warnings.append(f"artifacts of {platform} not read: {e}")
+            artifacts += of(platform)
     artifacts = list({(a.digest, a.tag): a for a in reversed(artifacts)}.values())[::-1]  # each once, as first found
     if len(artifacts) > ARTIFACTS_MAX:
         warnings.append(f"{len(artifacts)} artifacts refer to the image: only the first {ARTIFACTS_MAX} are mirrored")
         artifacts = artifacts[:ARTIFACTS_MAX]
     if held:
-        artifacts = [replace(a, mirrored=_mirrored(client, target, a, warnings)) for a in artifacts]
+        in_mirror: dict[str, set[str]] = {}  # subject -> the referrers the mirror lists for it
+
+        def mirrored(a: Artifact) -> bool:
+            if a.tag is not None:  # under its tag, with its digest
+                head = _head(client, target, a.tag, warnings)
+                return head is not None and head.digest == a.digest
+            if a.subject not in in_mirror:  # listed for its subject (so that a client finds it), not only held
+                listing = _referrers(client, target, a.subject, warnings)
+                if listing is None:
+                    listing = _fallback_index(client, target, a.subject, warnings)
+                in_mirror[a.subject] = {d for _, d in listing}
+            return a.digest in in_mirror[a.subject]
+
+        artifacts = [replace(a, mirrored=mirrored(a)) for a in artifacts]
     return Found(tuple(artifacts), tuple(warnings))
 
 
@@ -239,10 +223,37 @@ def _head(client: RegistryClient, place: Repository, reference: str, warnings: l
         return None
 
 
-def _mirrored(client: RegistryClient, target: Repository, artifact: Artifact, warnings: list[str]) -> bool:
-    """Whether the mirror holds the artifact: under its tag with its digest, or (a referrer) by its digest."""
-    head = _head(client, target, artifact.tag or artifact.digest, warnings)
-    return head is not None and head.digest == artifact.digest
+def _referrers(
+    client: RegistryClient, place: Repository, subject: str, warnings: list[str]
+) -> list[tuple[str, str]] | None:
+    """(kind, digest) of each referrer of `subject` the referrers API lists, or None where there is no API, or its
+    answer could not be read or believed (a warning; the fallback tag is read instead)."""
+    what = f"{place.host}/{place.repository}@{subject} referrers"
+    try:
+        body = client.referrers(place.host, place.repository, subject)
+        return None if body is None else [(a.kind, a.digest) for a in parse_referrers(body, subject, what)]
+    except DeadlineError:
+        raise
+    except RegistryError as e:
+        warnings.append(f"referrers of {subject} not read: {e}")
+        return None
+
+
+def _fallback_index(
+    client: RegistryClient, place: Repository, subject: str, warnings: list[str]
+) -> list[tuple[str, str]]:
+    """(kind, digest) of each referrer the index under the fallback tag lists; none where there is none."""
+    tag = digest_tag(subject)
+    try:
+        body = client.manifest(place.host, place.repository, tag)
+        return [(a.kind, a.digest) for a in parse_referrers(body, subject, f"{place.host}/{place.repository}:{tag}")]
+    except DeadlineError:
+        raise
+    except NotFoundError:
+        return []
+    except RegistryError as e:
+        warnings.append(f"{tag} not read: {e}")
+        return []
 
 
 def records(artifacts: Sequence[Artifact]) -> list[dict[str, Any]]:

@@ -224,7 +224,7 @@ def admit(
             digest, build = held
             why = "already being copied" if digest == c.digest else f"waiting: {digest} is being copied"
             waiting[c.index] = Outcome(build, f"inflight: {why} by build {build}", inflight=True)
-        elif carried is not None and not c.retag:
+        elif carried is not None and (c.artifacts or not c.retag):  # a re-tag with artifacts fetches them too
             waiting[c.index] = Outcome(
                 carried,
                 f"inflight: waiting: {c.digest} is being copied into {c.target.repository} by build {carried}; "

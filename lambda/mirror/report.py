@@ -119,7 +119,7 @@ def summary(images: Sequence[Mapping[str, Any]], builds: int, tag_sets: int = 0)
             found.add(key)
             if a["mirrored"]:
                 mirrored.add(key)
-            elif image.get("build") is not None:
+            elif image.get("build") is not None and image["status"] != "inflight":  # by this run's build
                 copying.add(key)
     return {
         "total": len(images),

@@ -261,12 +261,13 @@ def check_images(
                     target=target,
                     held=held,
                     read_index=read_index,
-                    # Docker Hub has no referrers API (docker/roadmap#724): only its fallback tag is asked.
-                    referrers_api=source.host != DOCKER_HUB,
                     listed=tag_lists.get((source.host, source.repository)),
                 )
             except DeadlineError:
                 found = Found(warnings=("artifacts: not looked for before the function's deadline",))
+            except Exception as e:  # the search's surprise is a warning on its image, never the image's failure
+                log.exception("internal error while looking for artifacts", extra={"entry": entry.number})
+                found = Found(warnings=(f"artifacts: internal error: {type(e).__name__}",))
             searches[key] = found
             return found
 

@@ -25,7 +25,7 @@ from typing import Protocol
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
-from .artifacts import ARTIFACT_TAG_RE
+from .trust import ARTIFACT_TAG_RE
 
 # A number has at most 32 digits (a tag has at most 128 characters): build numbers and timestamps are versions.
 _VERSION_RE = re.compile(r"v?(\d{1,32}(?:\.\d{1,32}){0,3})(?:-([A-Za-z0-9_.-]+))?")

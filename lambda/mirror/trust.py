@@ -1,6 +1,7 @@
-"""Which URLs a server names may be followed, and where a registry's credentials may go: one rule, used by the
-function (registry/auth.py, registry/client.py) and by the copy program (copier/copy_images.py, whose buildspec
-embed inlines this module). Standard library only, since the build image has python3 and nothing else.
+"""Which URLs a server names may be followed, where a registry's credentials may go, and which tags an artifact
+(a signature, attestation or SBOM) may be written under: one rule, used by the function (registry/auth.py,
+registry/client.py, artifacts.py) and by the copy program (copier/copy_images.py, whose buildspec embed inlines
+this module). Standard library only, since the build image has python3 and nothing else.
 
 A URL is accepted only in one unambiguous form, so that every parser reads the same host: `urllib.parse` and
 urllib3 (which `requests` connects with) disagree on some (`http://localhost:1\\@127.0.0.1/` is 127.0.0.1 to one,
@@ -216,3 +217,27 @@ def redirect_target(
                 f"a redirect to {target.host[:100]}, which resolves to {address}: not a public address"
             )
     return target
+
+
+# -- artifacts: the only tags a signature, attestation or SBOM is written under ------------------------------------
+
+#: cosign's tag suffixes and what each holds (cosign specs/SIGNATURE_SPEC.md, "Tag-based Discovery")
+COSIGN_SUFFIXES = (("sig", "signature"), ("att", "attestation"), ("sbom", "sbom"))
+#: the tags an artifact is kept under: cosign's, and the OCI fallback tag (distribution-spec v1.1, "Referrers Tag
+#: Schema"), both derived from the digest it refers to
+ARTIFACT_TAG_RE = re.compile(r"sha256-[a-f0-9]{64}(?:\.(?:sig|att|sbom))?")
+#: the most artifacts one image brings (a real one has a few)
+ARTIFACTS_MAX = 50
+#: what an index under the fallback tag is assumed to cost to copy from Docker Hub before its referrers are counted:
+#: the index and two referrers (every other artifact is one manifest: one pull)
+REFERRERS_PULLS = 3
+
+
+def digest_tag(digest: str) -> str:
+    """The tag form of a digest (`sha256:<hex>` -> `sha256-<hex>`): the OCI fallback tag, and the stem of cosign's."""
+    return digest.replace(":", "-", 1)
+
+
+def is_artifact_tag(tag: str, subject: str) -> bool:
+    """Whether `tag` is one an artifact of `subject` is kept under (and so one a copy of it may write)."""
+    return ARTIFACT_TAG_RE.fullmatch(tag) is not None and tag.partition(".")[0] == digest_tag(subject)

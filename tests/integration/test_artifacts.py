@@ -260,3 +260,36 @@ def test_a_tag_set_over_a_signed_repository_asks_only_for_the_tags_its_listing_h
     asked = [p for m, p in mirror.hub_requests() if "/manifests/sha256-" in p]
     assert asked
     assert all(p.endswith(sig_tag(digests["1.2.0"])) for p in asked)
+
+
+def test_a_build_caller_cannot_write_the_artifact_tags_of_another_image(mirror: Mirror, tmp_path: Path) -> None:
+    # Given two images mirrored in one repository, and a caller who hands the build an entry for the first whose
+    # "signature" names the second as its subject, and a referrer whose own subject is another image
+    first = mirror.seed_plain("pair", "the first", tag="1")
+    second = mirror.seed_plain("pair", "the second", tag="2")
+    repo = Repo(mirror.registries.plain.url, mirror.image("pair"), {})
+    signature = Signer().sign(repo, first.digest)
+    index = repo.get(f"manifests/{second.digest}").content
+    elsewhere = attestation(repo, second.digest, OCI_INDEX, len(index), "https://slsa.dev/provenance/v1")
+    stray = repo.put_manifest(sha(elsewhere), elsewhere)
+    report = mirror.invoke({"images": [f"quay.io/{mirror.image('pair')}:1", f"quay.io/{mirror.image('pair')}:2"]})
+    (entries,) = mirror.mirror_images()
+    hostile = {
+        **entries[0],
+        "artifacts": [
+            {"kind": "signature", "digest": signature, "subject": second.digest, "tag": sig_tag(second.digest)},
+            {"kind": "attestation", "digest": stray, "subject": first.digest},
+        ],
+    }
+
+    # When the build copies them
+    run = copy_entries(mirror, [entries[1], hostile], tmp_path)
+
+    # Then both images are copied and neither artifact is written where the caller wanted it
+    target = report["images"][0]["target"].split("/", 1)[1].rsplit(":", 1)[0]
+    warnings = run.lines("WARNING")
+    assert len(warnings) == 2, run.output
+    assert f"it refers to {second.digest}, neither the image nor one of its platforms" in warnings[0]
+    assert f"it does not refer to {first.digest}" in warnings[1]
+    assert ecr_digest(mirror, target, sig_tag(second.digest)) is None
+    assert referrers_of(ecr_repo(mirror, target), first.digest) == []

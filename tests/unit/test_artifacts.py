@@ -10,15 +10,12 @@ from typing import Any, cast
 import pytest
 
 from mirror.artifacts import (
-    ARTIFACTS_MAX,
     PLATFORMS_MAX,
     REFERRERS,
-    REFERRERS_PULLS,
     Artifact,
     Found,
     Repository,
     cosign_tags,
-    digest_tag,
     discover,
     parse_referrers,
     platform_digests,
@@ -33,6 +30,7 @@ from mirror.registry import (
     RegistryError,
     UpstreamError,
 )
+from mirror.trust import ARTIFACTS_MAX, REFERRERS_PULLS, digest_tag
 
 
 def sha(c: str) -> str:
@@ -192,6 +190,15 @@ class FakeRegistry:
         self.failures: dict[tuple[str, str], RegistryError] = {}
         self.heads: list[tuple[str, str, str]] = []
         self.referrer_calls: list[tuple[str, str, str]] = []
+        #: (host, reference) -> a manifest's body, for GETs (the mirror's fallback index)
+        self.bodies: dict[tuple[str, str], bytes] = {}
+
+    def manifest(self, host: str, repository: str, reference: str) -> bytes:
+        self.heads.append((host, repository, f"GET {reference}"))
+        body = self.bodies.get((host, reference))
+        if body is None:
+            raise NotFoundError(f"{host}/{repository}:{reference}")
+        return body
 
     def manifest_head(self, host: str, repository: str, reference: str) -> ManifestHead:
         self.heads.append((host, repository, reference))
@@ -349,7 +356,9 @@ def test_where_the_referrers_api_answers_the_fallback_tag_is_not_asked() -> None
 
     assert found.artifacts == (Artifact("signature", NOTARY, IMAGE, None, mirrored=True),)
     assert digest_tag(IMAGE) not in registry.asked(SOURCE.host)
-    assert registry.asked(TARGET.host) == [NOTARY]  # a referrer without a tag is compared by its digest
+    # a referrer without a tag is mirrored when the mirror lists it for its subject (here, by its referrers API)
+    assert registry.referrer_calls == [(SOURCE.host, SOURCE.repository, IMAGE), (TARGET.host, TARGET.repository, IMAGE)]
+    assert registry.asked(TARGET.host) == []
 
 
 def test_an_unsigned_index_costs_three_cosign_heads_one_listing_and_one_fallback_head() -> None:
@@ -470,20 +479,21 @@ def test_a_mirror_that_cannot_be_asked_leaves_the_artifact_to_copy_with_a_warnin
     assert found.warnings == (f"{sig_tag()} not read: upstream error: HTTP 500",)
 
 
-def test_a_malformed_referrers_answer_for_the_image_is_a_warning_and_nothing_found() -> None:
+def test_a_malformed_referrers_answer_is_a_warning_and_the_fallback_tag_is_read_instead() -> None:
     registry = FakeRegistry()
     registry.source(sig_tag(), SIG)
+    registry.source(digest_tag(IMAGE), LISTING, index=True)
     registry.listings[IMAGE] = b"<html>"
 
-    found = search(registry)
+    found = search(registry, held=False)
 
-    assert found.artifacts == ()
+    assert [(a.kind, a.digest) for a in found.artifacts] == [("signature", SIG), (REFERRERS, LISTING)]
     (warning,) = found.warnings
-    assert warning.startswith("artifacts not read: bad response:")
+    assert warning.startswith(f"referrers of {IMAGE} not read: bad response:")
     assert "is not JSON" in warning
 
 
-def test_a_malformed_referrers_answer_for_a_platform_loses_only_that_platforms_artifacts() -> None:
+def test_a_malformed_referrers_answer_for_a_platform_loses_none_of_the_others() -> None:
     registry = FakeRegistry()
     registry.source(sig_tag(), SIG)
     registry.source(f"{digest_tag(P2)}.sig", OTHER)
@@ -493,7 +503,27 @@ def test_a_malformed_referrers_answer_for_a_platform_loses_only_that_platforms_a
 
     assert [(a.digest, a.subject) for a in found.artifacts] == [(SIG, IMAGE), (OTHER, P2)]
     (warning,) = found.warnings
-    assert warning.startswith(f"artifacts of {P1} not read: bad response:")
+    assert warning.startswith(f"referrers of {P1} not read: bad response:")
+
+
+def test_a_referrer_the_mirror_holds_but_does_not_list_is_copied_again() -> None:
+    # Given a referrer upstream that the mirror's fallback index (it has no referrers API) does not list
+    registry = FakeRegistry()
+    registry.listings[IMAGE] = index_of(descriptor(NOTARY, "application/vnd.cncf.notary.signature"))
+    listed = index_of(descriptor(OTHER, "application/spdx+json"))
+
+    def referrers(host: str, repository: str, digest: str) -> bytes | None:
+        registry.referrer_calls.append((host, repository, digest))
+        return registry.listings.get(digest) if host == SOURCE.host else None
+
+    registry.referrers = referrers  # type: ignore[method-assign]
+    registry.bodies[(TARGET.host, digest_tag(IMAGE))] = listed
+
+    found = search(registry)
+
+    # Then it is not mirrored (a client would not find it), and the mirror's index was read once
+    assert [(a.digest, a.mirrored) for a in found.artifacts] == [(NOTARY, False)]
+    assert registry.asked(TARGET.host) == [f"GET {digest_tag(IMAGE)}"]
 
 
 def test_past_the_most_artifacts_one_image_may_bring_the_rest_are_a_warning() -> None:

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 from copier import copy_images
-from mirror.artifacts import REFERRERS, Artifact, digest_tag
+from mirror.artifacts import REFERRERS, Artifact
 from mirror.budget import BUILD_SECONDS, REPOSITORY_SECONDS, Budget
 from mirror.imagelist import parse_entries
 from mirror.planning import ASSUMED_PULLS, Check, Outcome, Status, admit, plan
 from mirror.report import records, summary
 from mirror.settings import ConfigurationError, Settings
+from mirror.trust import digest_tag
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -181,6 +182,22 @@ def test_a_re_tag_without_artifacts_to_fetch_starts_with_no_pulls_left() -> None
 
     assert [c.index for c in ready] == [1]
     assert waiting[0].deferred
+
+
+def test_a_re_tag_with_artifacts_waits_while_a_build_copies_its_digest_and_a_bare_one_does_not() -> None:
+    # Given nginx:1.27 unchanged with a new signature, and nginx:latest a re-tag without artifacts, while a queued
+    # build copies that digest (and so its artifacts) into the repository under another tag
+    entries = parse_entries(["nginx:1.27", "nginx:latest"], "mirror")
+    checks = {0: Check(A, A, artifacts=(signature(),)), 1: Check(A, B, pulls=0, mirrored=True)}
+    result = plan(entries, checks)
+    in_flight = {"mirror/library/nginx:1.26": (A, "build-1")}
+
+    waiting, ready = admit(result.copies, in_flight, pulls_left=None, reserve=10)
+
+    # Then the one that would fetch the signature again waits; the free re-tag starts
+    assert [c.index for c in ready] == [1]
+    assert waiting[0].inflight
+    assert waiting[0].build == "build-1"
 
 
 def test_docker_hub_re_tags_with_artifacts_spend_the_quota_in_list_order() -> None:
@@ -422,8 +439,9 @@ def test_an_entry_with_an_unknown_field_is_refused() -> None:
     ("pulls", "count", "accepted"), [(0, 2, True), (4, 2, True), (6, 2, True), (7, 2, False), (1, 0, False)]
 )
 def test_a_re_tags_pulls_are_at_most_what_its_artifacts_may_cost(pulls: int, count: int, accepted: bool) -> None:
-    # a re-tag fetches nothing upstream but its artifacts, each at most ARTIFACT_PULLS (3)
-    assert copy_images.ARTIFACT_PULLS == 3
+    # a re-tag fetches nothing upstream but its artifacts, each estimated at most at REFERRERS_PULLS (3), the figure
+    # the function estimates an index under the fallback tag at: one rule, shared (mirror.trust)
+    assert Artifact(REFERRERS, A, A, "t").pulls == 3
     artifacts = [sent(signature()), sent(listing())][:count]
     job, reason = checked(entry(retag=True, pulls=pulls, artifacts=artifacts))
     assert (job is not None) is accepted

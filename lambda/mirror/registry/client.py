@@ -196,14 +196,14 @@ class RegistryClient:
         media_type = (reply.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         return ManifestHead(digest, None if not media_type else media_type in INDEX_TYPES)
 
-    def manifest(self, host: str, repository: str, digest: str) -> bytes:
-        """The manifest `repository@digest` as stored, its digest checked. A GET: meant for this account's ECR, or
-        a registry that counts no pulls (never for Docker Hub)."""
+    def manifest(self, host: str, repository: str, reference: str) -> bytes:
+        """The manifest `repository:reference` as stored, its digest checked where `reference` is one. A GET: meant
+        for this account's ECR, or a registry that counts no pulls (never for Docker Hub)."""
         registry = self._host(host)
-        url = f"{registry.base_url}/v2/{repository}/manifests/{digest}"
-        what = f"{host}/{repository}@{digest}"
+        url = f"{registry.base_url}/v2/{repository}/manifests/{reference}"
+        what = f"{host}/{repository}@{reference}" if is_digest(reference) else f"{host}/{repository}:{reference}"
         reply, _ = self._request(registry, repository, "GET", url, {"Accept": MANIFEST_ACCEPT}, what)
-        if "sha256:" + hashlib.sha256(reply.body).hexdigest() != digest:
+        if is_digest(reference) and "sha256:" + hashlib.sha256(reply.body).hexdigest() != reference:
             raise BadResponseError(f"{what}: the registry served a manifest of another digest")
         return reply.body
 
