@@ -6,13 +6,15 @@ Nothing from the variable reaches a shell: it is parsed as JSON, each string is 
 (the target must be <this account's registry>/$TARGET_PREFIX/..., the source pinned by digest), and skopeo runs
 from an argument list. What the build trusts it derives: this account's registry from CODEBUILD_BUILD_ARN (a
 StartBuild caller cannot set a CODEBUILD_ variable), an entry's registry from its source host (an entry naming
-another is refused). An entry marked `retag` (pulls 0) names a digest the target repository already holds: its tag
-is written from that manifest (tag()), and its source is sent no request. An entry's `artifacts` (signatures,
-attestations, SBOMs) are copied only once its image is in place, each by its digest and under its tag where it
-has one (a tag derived from the digest it refers to, nothing else); a referrer is listed in the OCI fallback tag
-where the mirror has no referrers API. One line per entry: COPIED, FAILED <target>: <reason>, DEFERRED <target>:
-<reason> or REFUSED entry <n>: <reason>; then one line per artifact: ARTIFACT <repository>@<digest> (<kind>), or
-WARNING <target>: ... when it could not be copied (the image stands).
+another is refused). An entry marked `retag` names a digest the target repository already holds: its tag is
+written from that manifest (tag()), and its source is sent no request for the image (its pulls are those of its
+artifacts, 0 without any). An entry's `artifacts` (signatures, attestations, SBOMs) are copied only once its image
+is in place, each with its digest and under its tag where it has one: a tag derived from the digest it refers to,
+which must be the image's or one of its platforms' (mirror.trust.is_artifact_tag), copied from upstream's own tag;
+a referrer is also listed in the mirror's OCI fallback index. One line per entry: COPIED, FAILED <target>: <reason>,
+DEFERRED <target>: <reason> or REFUSED entry <n>: <reason>; then one line per artifact: ARTIFACT
+<repository>:<tag> (<kind> of <subject>) (`@<digest>` for a referrer), or WARNING <target>: <kind> <digest> not
+copied: <reason> (the image stands).
 
 Copies run COPY_CONCURRENCY at a time, those into one repository one after another (a tag set's tags share
 layers). Before each Docker Hub copy the build reads its own `ratelimit-remaining` with a HEAD of a manifest at

@@ -181,8 +181,9 @@ def test_a_plan_starts_no_build_creates_nothing_and_pulls_nothing(
     assert ecr_catalog(mirror) == catalog
     sent = mirror.hub_requests()
     assert sent
-    for method, path in sent:  # HEADs of manifests and the tag list: no Docker Hub pull
-        assert (method == "HEAD" and "/manifests/" in path) or (method == "GET" and "/tags/list" in path), path
+    for method, path in sent:  # HEADs of manifests, the tag list and referrers listings: no Docker Hub pull
+        listing = "/tags/list" in path or "/referrers/" in path
+        assert (method == "HEAD" and "/manifests/" in path) or (method == "GET" and listing), path
 
 
 @pytest.mark.parametrize(
