@@ -376,8 +376,7 @@ def test_outputs(cfn: dict[str, Any]) -> None:
 
 
 def test_the_dashboard_shows_what_the_function_emits_and_the_builds(cfn: dict[str, Any]) -> None:
-    from mirror.planning import Status
-    from mirror.report import emit_metrics
+    from mirror.report import emit_metrics, summary
 
     class Sink:
         names: set[str] = set()
@@ -385,11 +384,11 @@ def test_the_dashboard_shows_what_the_function_emits_and_the_builds(cfn: dict[st
         def add_metric(self, name: str, unit: Any, value: float) -> None:
             self.names.add(name)
 
-    summary = {"total": 1, **{str(s): 0 for s in Status}, "buildsStarted": 0, "tagSets": 0}
+    counts = {**summary([], builds=0), "total": 1}
     sink = Sink()
     previous = {"runId": "r", "builds": 1, "dockerHubPulls": 5}
     emit_metrics(
-        sink, {"summary": summary, "rateLimit": {"docker.io": {"limit": 100, "remaining": 50}}, "previousRun": previous}
+        sink, {"summary": counts, "rateLimit": {"docker.io": {"limit": 100, "remaining": 50}}, "previousRun": previous}
     )
     body = cfn["Resources"]["MirrorDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     substituted = body
