@@ -448,10 +448,12 @@ def copy_artifact(
     """One artifact, its digest preserved and verified. A cosign tag's manifest is copied from upstream's tag,
     then tagged (copy()). An index under the OCI fallback tag is read from upstream's tag (its sha256 checked), its
     referrers the mirror lacks are pushed first, then the index itself, then its tag. A referrer the source's API
-    listed is pushed by digest and then added to the mirror's fallback index (list_referrer())."""
-    if a.tag is None:
-        reason = push(artifact_job(job, a.digest), deadline, workdir)
-        return (reason, 0) if reason else (list_referrer(job, a, deadline.at, environ), 1)
+    listed is pushed by digest (unless the mirror holds it) and then added to the mirror's fallback index
+    (list_referrer())."""
+    if a.tag is None:  # held already (and only not listed), it is not fetched again
+        fetched = 0 if in_mirror(job, a.digest, deadline.at, environ) else 1
+        reason = push(artifact_job(job, a.digest), deadline, workdir) if fetched else None
+        return (reason, 0) if reason else (list_referrer(job, a, deadline.at, environ), fetched)
     if a.tag != digest_tag(a.subject):  # cosign's .sig, .att or .sbom
         return copy(artifact_job(job, a.digest, a.tag), deadline, workdir, environ)
     one = artifact_job(job, a.digest, a.tag)

@@ -400,7 +400,7 @@ def test_the_dashboard_shows_what_the_function_emits_and_the_builds(cfn: dict[st
     ours = {name for namespace, name in shown if namespace == "EcrMirror"}
     assert ours <= sink.names  # nothing on it that the function never emits
     statuses = {"ImagesUnchanged", "ImagesChanged", "ImagesMissing", "ImagesDeferred", "ImagesInflight", "ImagesFailed"}
-    assert ours >= statuses | {"BuildsStarted", "DockerHubPullsRemaining", "DockerHubPullsSpent"}
+    assert ours >= statuses | {"BuildsStarted", "ArtifactsCopying", "DockerHubPullsRemaining", "DockerHubPullsSpent"}
     assert {("AWS/CodeBuild", "FailedBuilds"), ("AWS/CodeBuild", "Duration"), ("AWS/Lambda", "Duration")} <= shown
     (duration,) = [w for w in widgets if w["properties"]["metrics"][0][:2] == ["AWS/Lambda", "Duration"]]
     timeout = cfn["Resources"]["MirrorFunction"]["Properties"]["Timeout"]
