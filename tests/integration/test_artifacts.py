@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from devtools.buildspec import run_build_phase
 from devtools.profiles import PROFILES
-from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, push_token
-from devtools.signing import OCI_INDEX, Repo, Signer, attestation, referrers_of, sha, verify
+from devtools.registries import ECR_ACCOUNT_HOST, ECR_PASSWORD, ECR_USER, HubProxy, answer, auth_file, push_token
+from devtools.signing import IN_TOTO, OCI_INDEX, Repo, Signer, attestation, referrers_of, sha, verify
 from devtools.standins import RegistryFront
 from mirror.planning import ASSUMED_PULLS
 from tests.integration.conftest import Mirror, Registries, copy_entries, ecr_digest
@@ -293,3 +294,46 @@ def test_a_build_caller_cannot_write_the_artifact_tags_of_another_image(mirror: 
     assert f"it does not refer to {first.digest}" in warnings[1]
     assert ecr_digest(mirror, target, sig_tag(second.digest)) is None
     assert referrers_of(ecr_repo(mirror, target), first.digest) == []
+
+
+def test_a_fallback_index_the_build_cannot_read_is_left_as_it_is(
+    site: Mirror, quay: RegistryFront, tmp_path: Path
+) -> None:
+    # Given a quay.io image with an attestation (a referrer), and a mirror whose fallback index for the image
+    # already lists an earlier referrer, but answers 503 when the build reads it
+    layout = site.seed_plain("kept", "a referrer index to keep", tag="1")
+    repo = Repo(site.registries.plain.url, site.image("kept"), {})
+    index = repo.get(f"manifests/{layout.digest}").content
+    statement = attestation(repo, layout.digest, OCI_INDEX, len(index), "https://slsa.dev/provenance/v1")
+    provenance = quay.add_referrer(site.image("kept"), statement)
+    site.invoke({"images": [f"quay.io/{site.image('kept')}:1"]})
+    ((entry,),) = site.mirror_images()
+    target = entry["target"].split("/", 1)[1].rsplit(":", 1)[0]
+    earlier = site.seed_ecr(target, "an earlier referrer", kind="oci-manifest", tag="earlier")
+    size = len((earlier.path / "blobs" / "sha256" / earlier.digest.split(":", 1)[1]).read_bytes())
+    listed = {"mediaType": earlier.media_type, "digest": earlier.digest, "size": size, "artifactType": IN_TOTO}
+    kept = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [listed]}).encode()
+    held = ecr_repo(site, target).put_manifest(layout.digest.replace(":", "-"), kept, OCI_INDEX)
+    front = HubProxy(site.registries.ecr)  # ECR as the build reaches it, with a fault on that one read
+    front.faults[f"/manifests/{layout.digest.replace(':', '-')}"] = answer(503)
+    try:
+        auth = auth_file(tmp_path / "auth.json", {front.location: (ECR_USER, ECR_PASSWORD)})
+        entry["target"] = entry["target"].replace(site.registries.ecr.location, front.location, 1)
+        run = run_build_phase(
+            [entry],
+            auth,
+            cwd=tmp_path,
+            ecr_registry=front.location,
+            registry_endpoints=site.env["REGISTRY_ENDPOINTS"],
+        )
+    finally:
+        front.close()
+
+    # Then the image and the attestation are copied, the index is not overwritten, and the build says so
+    assert run.returncode == 0, run.output
+    assert len(run.lines("COPIED")) == 1, run.output
+    (warning,) = run.lines("WARNING")
+    assert f"attestation {provenance} not copied:" in warning
+    assert "answered HTTP 503: it is left as it is" in warning
+    assert ecr_digest(site, target, provenance) == provenance
+    assert ecr_digest(site, target, layout.digest.replace(":", "-")) == held
