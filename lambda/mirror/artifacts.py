@@ -6,7 +6,7 @@ signature copied byte for byte still verifies there: cosign checks only the dige
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -254,7 +254,3 @@ def _fallback_index(
     except RegistryError as e:
         warnings.append(f"{tag} not read: {e}")
         return []
-
-
-def records(artifacts: Sequence[Artifact]) -> list[dict[str, Any]]:
-    return [a.record() for a in artifacts]
