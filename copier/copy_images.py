@@ -370,12 +370,10 @@ def tag(job: Job, deadline: float, environ: Mapping[str, str]) -> tuple[str | No
     """
     api, headers = _target(job, environ)
     try:
-        status, answer, body = _retried(f"{api}/manifests/{job.digest}", "GET", headers, deadline, cap=MANIFEST_CAP)
-        if status != 200:
-            return f"tag failed: reading {job.repository}@{job.digest} answered HTTP {status}", 0
-        if "sha256:" + hashlib.sha256(body).hexdigest() != job.digest:
-            return f"digest mismatch: {job.repository}@{job.digest} serves other bytes", 0
-        media_type = answer.get("Content-Type") or ""
+        held = read_back(job, job.digest, deadline, environ, failed="tag failed: ")
+        if isinstance(held, str):
+            return held, 0
+        body, media_type = held
         put = {**headers, "Content-Type": media_type}
         status, _, _ = _retried(f"{api}/manifests/{job.tag}", "PUT", put, deadline, body=body)
         if status not in (200, 201):
@@ -466,7 +464,7 @@ def copy_artifact(
     body = raw.stdout
     if "sha256:" + hashlib.sha256(body).hexdigest() != a.digest:
         return f"digest mismatch: {one.source} is no longer {a.digest}", 1
-    children = _referrers_listed(body)
+    children = listed_digests(body)
     if children is None:
         return "the fallback tag does not hold an index of referrers", 1
     missing = [child for child in children if not in_mirror(job, child, deadline.at, environ)]
@@ -483,8 +481,8 @@ def copy_artifact(
     return reason, 1 + len(missing)
 
 
-def _referrers_listed(body: bytes) -> list[str] | None:
-    """The digests an index of referrers lists (at most REFERRERS_MAX), or None when it is not one."""
+def listed_digests(body: bytes) -> list[str] | None:
+    """The digests an index lists (at most REFERRERS_MAX), or None when it is not an index."""
     try:
         index = json.loads(body)
     except (ValueError, RecursionError):
@@ -505,28 +503,30 @@ def _target(job: Job, environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     return f"{base}/v2/{path}", {"Accept": MANIFEST_ACCEPT, **login_header(job.target_host, environ)}
 
 
-def read_back(job: Job, digest: str, deadline: float, environ: Mapping[str, str]) -> tuple[bytes, str] | str:
-    """The manifest `digest` of the target repository and its media type, its sha256 checked; or why not."""
+def read_back(
+    job: Job, digest: str, deadline: float, environ: Mapping[str, str], *, failed: str = ""
+) -> tuple[bytes, str] | str:
+    """The manifest `digest` of the target repository, its sha256 checked, and its Content-Type; or why not
+    (`failed` leads the reason of an answer that is not 200). Transport errors pass up, as `_retried` raises them."""
     api, headers = _target(job, environ)
-    try:
-        status, answer, body = _retried(f"{api}/manifests/{digest}", "GET", headers, deadline, cap=MANIFEST_CAP)
-    except TimeoutError:
-        return f"reading {job.repository}@{digest} back: timeout"
-    except (OSError, http.client.HTTPException, ValueError) as e:
-        return f"reading {job.repository}@{digest} back: {type(e).__name__}"
-    if status != 200 or "sha256:" + hashlib.sha256(body).hexdigest() != digest:
-        return f"reading {job.repository}@{digest} back failed (HTTP {status})"
-    return body, (answer.get("Content-Type") or "").split(";")[0].strip()
+    status, answer, body = _retried(f"{api}/manifests/{digest}", "GET", headers, deadline, cap=MANIFEST_CAP)
+    if status != 200:
+        return f"{failed}reading {job.repository}@{digest} answered HTTP {status}"
+    if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+        return f"digest mismatch: {job.repository}@{digest} serves other bytes"
+    return body, answer.get("Content-Type") or ""
 
 
 def image_subjects(job: Job, deadline: float, environ: Mapping[str, str]) -> set[str] | None:
     """What an artifact of the job may refer to: its image, and each manifest its index lists, as the mirror's
     copy (just verified) lists them. None when it cannot be read."""
-    held = read_back(job, job.digest, deadline, environ)
+    try:
+        held = read_back(job, job.digest, deadline, environ)
+    except (OSError, http.client.HTTPException, ValueError):  # TimeoutError and UntrustedURLError among them
+        return None
     if isinstance(held, str):
         return None
-    listed = _referrers_listed(held[0]) if b'"manifests"' in held[0] else []
-    return {job.digest, *(listed or [])}
+    return {job.digest, *(listed_digests(held[0]) or [])}
 
 
 def in_mirror(job: Job, digest: str, deadline: float, environ: Mapping[str, str]) -> bool:
@@ -564,17 +564,17 @@ def list_referrer(job: Job, a: Artifact, deadline: float, environ: Mapping[str, 
     index there that cannot be read is never overwritten. None, or why not."""
     api, headers = _target(job, environ)
     fallback = digest_tag(a.subject)
-    held = read_back(job, a.digest, deadline, environ)
-    if isinstance(held, str):
-        return held
-    manifest, media_type = held
     try:
+        held = read_back(job, a.digest, deadline, environ)
+        if isinstance(held, str):
+            return held
+        manifest, media_type = held
         described = json.loads(manifest)
         subject = described.get("subject") if isinstance(described, dict) else None
         if not isinstance(subject, dict) or subject.get("digest") != a.subject:
             return f"it does not refer to {a.subject} (its subject is another, or none)"
         descriptor: dict[str, object] = {
-            "mediaType": described.get("mediaType") or media_type,
+            "mediaType": described.get("mediaType") or media_type.split(";")[0].strip(),
             "digest": a.digest,
             "size": len(manifest),
         }

@@ -6,7 +6,7 @@ signature copied byte for byte still verifies there: cosign checks only the dige
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,9 +26,6 @@ from .trust import ARTIFACTS_MAX, COSIGN_SUFFIXES, REFERRERS_PULLS, digest_tag
 REFERRERS = "referrers"
 #: the most platform manifests of a signed index whose own artifacts are looked for
 PLATFORMS_MAX = 16
-INDEX_TYPES = frozenset(
-    {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
-)
 
 
 @dataclass(frozen=True)
@@ -65,9 +62,10 @@ class Found:
     artifacts: tuple[Artifact, ...] = ()
     warnings: tuple[str, ...] = ()
 
-    @property
-    def new(self) -> tuple[Artifact, ...]:
-        return tuple(a for a in self.artifacts if not a.mirrored)
+
+def unmirrored(artifacts: Iterable[Artifact]) -> tuple[Artifact, ...]:
+    """Those the mirror does not hold yet: what a copy carries."""
+    return tuple(a for a in artifacts if not a.mirrored)
 
 
 def cosign_tags(digest: str) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .artifacts import unmirrored
 from .planning import Check
 
 #: reporting: building, storing and logging the report, the check history and the lease
@@ -73,7 +74,7 @@ class Budget:
         """Count what one check will ask of the rest of the run."""
         if check.error is not None or check.source_digest is None:
             return
-        if check.source_digest == check.target_digest and all(a.mirrored for a in check.artifacts):
+        if check.source_digest == check.target_digest and not unmirrored(check.artifacts):
             return  # unchanged, and nothing that refers to it is missing
         with self._lock:
             self._copies += 1

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from .artifacts import Artifact
+from .artifacts import Artifact, unmirrored
 from .imagelist import Entry
 from .references import DOCKER_HUB, ImageRef, Target
 
@@ -114,7 +114,7 @@ def decide(entry: Entry, check: Check | None) -> Decision:
         )
     source = replace(entry.source, digest=check.source_digest)
     index = entry.duplicate_of if entry.duplicate_of is not None else entry.index
-    new = tuple(a for a in check.artifacts if not a.mirrored)
+    new = unmirrored(check.artifacts)
     extra = sum(a.pulls for a in new)
     if check.source_digest == check.target_digest:
         status, pulls, retag = Status.UNCHANGED, extra, True
