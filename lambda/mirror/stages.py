@@ -238,7 +238,9 @@ def check_images(
         source = Repository(entry.source.registry, entry.source.repository)
         target = Repository(ecr_host, entry.target.repository)
         key = (source.host, source.repository, digest, target.repository)
-        with guard:
+        with guard:  # a search done is read without waiting on its own lock (every alias of a tag set asks)
+            if key in searches:
+                return searches[key]
             lock = searching.setdefault(key, threading.Lock())
         with lock:
             if key in searches:
@@ -268,7 +270,8 @@ def check_images(
             except Exception as e:  # the search's surprise is a warning on its image, never the image's failure
                 log.exception("internal error while looking for artifacts", extra={"entry": entry.number})
                 found = Found(warnings=(f"artifacts: internal error: {type(e).__name__}",))
-            searches[key] = found
+            with guard:
+                searches[key] = found
             return found
 
     def lookup(side: str, host: str, repository: str, reference: str) -> tuple[ManifestHead | None, str | None]:
