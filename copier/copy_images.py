@@ -51,15 +51,24 @@ from mirror.trust import (
     ARTIFACTS_MAX,
     DOCKER_HUB,
     DOCKER_HUB_HOSTS,
+    OCI_INDEX,
     REFERRERS_PULLS,
+    Platform,
+    PlatformError,
     UntrustedURLError,
+    config_platform,
+    describe_platforms,
     digest_tag,
     endpoint_url,
+    filtered_index,
     is_artifact_tag,
     is_loopback,
+    parse_platforms,
     parse_url,
+    platform_list,
     realm_takes_credentials,
     registry_of,
+    select_platforms,
 )
 
 # -- end mirror.trust --
@@ -74,12 +83,12 @@ TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 SOURCE = re.compile(rf"({HOST})/({PATH})@({DIGEST})")
 MAX_LENGTH = 512
 FIELDS = {"source", "target", "digest", "registry", "pulls"}
-OPTIONAL = {"retag", "artifacts"}
+OPTIONAL = {"retag", "artifacts", "platforms", "single"}
 ARTIFACT_KIND = r"[a-z]{1,20}"
 ARTIFACT_FIELDS = {"kind", "digest", "subject"}
 #: the most referrers an index under the fallback tag may list before it is not believed
 REFERRERS_MAX = 100
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
 #: seconds one entry (its quota check, copy and tag) may take before it fails with "timeout" (the next still run)
 DEFAULT_TIMEOUT = 900
 DEFAULT_CONCURRENCY = 4
@@ -107,7 +116,9 @@ class Job:
     """One checked entry: the source (its host and repository path), the target (its host and repository), the
     digest, the source's registry as users name it (derived from the source host), the Docker Hub pulls the
     function estimated, and whether it is a re-tag (the digest is in the target repository already: the tag is
-    written from that manifest, and the source is sent no request)."""
+    written from that manifest, and the source is sent no request). With `platforms`, only those of the source
+    index are copied, into an index the build writes (`single`: the source is one manifest, tagged only if it is
+    of one of them); a re-tag with platforms tags the index an earlier entry of this build wrote of them."""
 
     number: int
     source: str
@@ -122,6 +133,8 @@ class Job:
     pulls: int
     retag: bool = False
     artifacts: tuple[Artifact, ...] = ()
+    platforms: tuple[Platform, ...] = ()
+    single: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,7 +264,10 @@ def check(
     the function's rule (`endpoints`: REGISTRY_ENDPOINTS): Docker Hub's credential, quota and pull count follow
     it, so an entry naming another registry than its source's is refused."""
     if not isinstance(entry, dict) or not FIELDS <= set(entry) <= FIELDS | OPTIONAL:
-        return None, "entry must be an object of exactly source, target, digest, registry, pulls (and retag, artifacts)"
+        return None, (
+            "entry must be an object of exactly source, target, digest, registry, pulls (and retag, artifacts, "
+            "platforms, single)"
+        )
     retag = entry.get("retag", False)
     if retag is not True and "retag" in entry:
         return None, "retag, where given, must be true"
@@ -278,9 +294,32 @@ def check(
         return None, why
     if retag and pulls > REFERRERS_PULLS * len(artifacts):
         return None, "a re-tag fetches nothing upstream but its artifacts: its pulls must be theirs"
+    platforms: tuple[Platform, ...] = ()
+    if "platforms" in entry:
+        try:
+            platforms = parse_platforms(entry["platforms"] if isinstance(entry["platforms"], list) else None)
+        except PlatformError as e:
+            return None, f"platforms: {e}"
+    single = entry.get("single", False)
+    if (single is not True and "single" in entry) or (single and not platforms):
+        return None, "single, where given, must be true, and comes with platforms"
     repository = f"{t.group(1)}/{t.group(2)}"
     job = Job(
-        index, source, host, path, wanted, t.group(1), repository, t.group(3), digest, derived, pulls, retag, artifacts
+        index,
+        source,
+        host,
+        path,
+        wanted,
+        t.group(1),
+        repository,
+        t.group(3),
+        digest,
+        derived,
+        pulls,
+        retag,
+        artifacts,
+        platforms,
+        single,
     )
     return job, None
 
@@ -406,6 +445,8 @@ def artifact_job(job: Job, digest: str, tag: str | None = None) -> Job:
         target=f"{job.repository}:{tag}" if tag else f"{job.repository}@{digest}",
         retag=False,
         artifacts=(),
+        platforms=(),
+        single=False,
     )
 
 
@@ -479,6 +520,89 @@ def copy_artifact(
     if reason is None:
         reason, _ = tag(one, deadline.at, environ)
     return reason, 1 + len(missing)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a copy of some platforms did: why it failed (or None), whether it waits for the next run instead, the
+    manifests fetched from the source, and the digest of the index the build wrote of them."""
+
+    reason: str | None
+    fetched: int
+    made: str | None = None
+    deferred: bool = False
+
+
+def copy_platforms(
+    job: Job, deadline: Deadline, workdir: str, environ: Mapping[str, str], more_pulls: Callable[[int], str | None]
+) -> Kept:
+    """The job's platforms of its source index, each platform manifest (and Docker's attestation manifest of it)
+    pushed by its digest unless the mirror holds it, then an index of exactly those written (mirror.trust's
+    filtered_index: the upstream digest and the platforms it was made from annotated), read back and checked, and
+    tagged (tag()). The source index is read once, by its digest (one pull on Docker Hub), its sha256 checked.
+    `more_pulls(n)` admits n pulls beyond the job's estimate, or says why not (the copy is then deferred)."""
+    if job.single:
+        return copy_single(job, deadline, workdir, environ)
+    inspect = ["inspect", "--raw", f"--tls-verify={tls(job.source_host)}", f"docker://{job.source}"]
+    raw = skopeo(inspect, deadline.left())
+    if raw is None:
+        return Kept(f"timeout after {deadline.seconds}s", 0)
+    if raw.returncode != 0:
+        return Kept("reading the index failed: " + last_line(raw.stderr.decode(errors="replace")), 0)
+    if "sha256:" + hashlib.sha256(raw.stdout).hexdigest() != job.digest:
+        return Kept(f"digest mismatch: {job.source} serves other bytes", 1)
+    try:
+        index = json.loads(raw.stdout)
+    except (ValueError, RecursionError):
+        return Kept(f"{job.source} is not a manifest", 1)
+    if isinstance(index, dict) and "manifests" not in index:  # one manifest after all (a pinned digest)
+        done = copy_single(job, deadline, workdir, environ)
+        return replace(done, fetched=done.fetched + 1)
+    try:
+        selected = select_platforms(index, job.platforms)
+    except PlatformError as e:
+        return Kept(f"platforms: {job.source}: {e}", 1)
+    if not selected.manifests:
+        has = describe_platforms(selected.platforms)
+        return Kept(f"platforms: {job.source} has {has}, none of {platform_list(job.platforms)}", 1)
+    missing = [d for d in selected.digests if not in_mirror(job, d, deadline.at, environ)]
+    if 1 + len(missing) > job.pulls:
+        held_back = more_pulls(1 + len(missing) - job.pulls)
+        if held_back is not None:
+            return Kept(f"its {len(missing)} platform manifests: {held_back}", 1, deferred=True)
+    for pushed, child in enumerate(missing):
+        reason = push(artifact_job(job, child), deadline, workdir)
+        if reason:
+            return Kept(f"platform manifest {child}: {reason}", 1 + pushed)
+    body = filtered_index(selected, job.digest, job.platforms)
+    made = "sha256:" + hashlib.sha256(body).hexdigest()
+    reason = put_manifest(job, made, body, OCI_INDEX, deadline.at, environ)
+    if reason is None:
+        reason, _ = tag(replace(job, digest=made), deadline.at, environ)
+    return Kept(reason, 1 + len(missing), None if reason else made)
+
+
+def copy_single(job: Job, deadline: Deadline, workdir: str, environ: Mapping[str, str]) -> Kept:
+    """A source that is one manifest, pushed by its digest (one pull), then tagged only if the platform its config
+    names, read back from the mirror (no pull), is one of the job's: a manifest of another platform stays untagged
+    (and the next run's check, which reads it from the mirror free, fails its entry without a build)."""
+    reason = push(job, deadline, workdir)
+    if reason:
+        return Kept(reason, 0)
+    config = ["inspect", "--config", "--raw", f"--tls-verify={tls(job.target_host)}"]
+    read = skopeo([*config, f"docker://{job.repository}@{job.digest}"], deadline.left())
+    if read is None or read.returncode != 0:
+        return Kept(f"platforms: the config of {job.repository}@{job.digest} could not be read back", 1)
+    try:
+        found = config_platform(json.loads(read.stdout))
+    except (ValueError, RecursionError):
+        found = None
+    if found is None or not any(p.matches(found) for p in job.platforms):
+        return Kept(
+            f"platforms: {job.source} is {found or 'of no platform'} alone, none of {platform_list(job.platforms)}", 1
+        )
+    reason, _ = tag(job, deadline.at, environ)
+    return Kept(reason, 1)
 
 
 def listed_digests(body: bytes) -> list[str] | None:
@@ -881,6 +1005,7 @@ def copy_all(
         # The digests whose copy did not land in this build, and whether it was deferred (else it failed): their
         # re-tags follow them.
         deferred_copy: dict[str, bool] = {}
+        written: dict[tuple[str, str], str] = {}  # (upstream digest, platforms) -> the index written of them
         for job in queue:
             deadline = Deadline.start(timeout)  # the quota check, the copy and the tag: one entry's time
             try:
@@ -896,12 +1021,38 @@ def copy_all(
                         deferred_copy[job.digest] = True
                     ledger.line(f"DEFERRED {job.target}: {held_back}", deferred=True)
                     continue
+                if job.retag and job.platforms and not job.single:
+                    # the index an earlier entry of this build wrote of these platforms of the digest
+                    made = written.get((job.digest, platform_list(job.platforms)))
+                    reason = None if made else f"no index of {platform_list(job.platforms)} of {job.digest} written"
+                    reason = reason or tag(replace(job, digest=str(made)), deadline.at, environ)[0]
+                    if reason:
+                        ledger.line(f"FAILED {job.target}: {reason}")
+                    else:
+                        ledger.line(f"COPIED {job.repository}@{made} -> {job.target}", copied=True)
+                    continue
                 if job.retag:  # the digest is in the repository already: no upstream request, no pull
                     reason, _ = tag(job, deadline.at, environ)
                     if reason:
                         ledger.line(f"FAILED {job.target}: {reason}")
                     else:
                         ledger.line(f"COPIED {job.repository}@{job.digest} -> {job.target}", copied=True)
+                        artifacts(job)
+                    continue
+                if job.platforms:
+                    kept = copy_platforms(job, deadline, workdir, environ, more_pulls(job))
+                    spent = kept.fetched if job.registry == DOCKER_HUB else 0
+                    if kept.deferred:
+                        deferred_copy[job.digest] = True
+                        ledger.line(f"DEFERRED {job.target}: {kept.reason}", deferred=True, pulls=spent)
+                    elif kept.reason:
+                        deferred_copy.setdefault(job.digest, False)
+                        ledger.line(f"FAILED {job.target}: {kept.reason}", pulls=spent)
+                    else:
+                        if kept.made is not None:
+                            written[(job.digest, platform_list(job.platforms))] = kept.made
+                        shown = f" ({platform_list(job.platforms)} of its index, as {kept.made})" if kept.made else ""
+                        ledger.line(f"COPIED {job.source} -> {job.target}{shown}", copied=True, pulls=spent)
                         artifacts(job)
                     continue
                 reason, manifests = copy(job, deadline, workdir, environ)
@@ -915,11 +1066,16 @@ def copy_all(
                 ledger.line(f"COPIED {job.source} -> {job.target}", copied=True, pulls=spent)
                 artifacts(job)
 
-    def artifacts(job: Job) -> None:
-        def more_pulls(extra: int) -> str | None:
+    def more_pulls(job: Job) -> Callable[[int], str | None]:
+        """Admits `extra` pulls of the job's beyond its estimate through the quota, or says why not."""
+
+        def admit(extra: int) -> str | None:
             return quota.admit(replace(job, pulls=extra), time.monotonic() + PROBE_SECONDS)
 
-        for a, reason, fetched in copy_artifacts(job, timeout, workdir, environ, more_pulls):
+        return admit
+
+    def artifacts(job: Job) -> None:
+        for a, reason, fetched in copy_artifacts(job, timeout, workdir, environ, more_pulls(job)):
             spent = fetched if job.registry == DOCKER_HUB else 0
             if reason:
                 line = f"WARNING {job.target}: {a.kind} {a.digest} not copied: {reason}"

@@ -80,11 +80,14 @@ def _layer(content: str, padding: int = 0) -> tuple[bytes, bytes]:
 
 
 def _platform_manifest(w: _Writer, content: str, arch: str, docker: bool, padding: int = 0) -> dict[str, object]:
+    """One platform's manifest; `arch` is an architecture, `arch/variant` (arm64/v8) or `os/arch[/variant]`."""
+    parts = arch.split("/")
+    os_name = parts.pop(0) if len(parts) == 3 or parts[0] in ("linux", "windows") else "linux"
+    platform = {"architecture": parts[0], "os": os_name, **({"variant": parts[1]} if len(parts) > 1 else {})}
     layer, raw = _layer(f"{content} {arch}", padding)
     layer_digest, layer_size = w.blob(layer)
     config = {
-        "architecture": arch,
-        "os": "linux",
+        **platform,
         "config": {"Cmd": ["/hello.txt"]},
         "rootfs": {"type": "layers", "diff_ids": [_sha(raw)]},
         "history": [{"created_by": f"test image {content}", "created": "2024-01-01T00:00:00Z"}],
@@ -102,7 +105,40 @@ def _platform_manifest(w: _Writer, content: str, arch: str, docker: bool, paddin
         "mediaType": manifest["mediaType"],
         "digest": digest,
         "size": size,
-        "platform": {"architecture": arch, "os": "linux"},
+        "platform": platform,
+    }
+
+
+#: the attestation manifest BuildKit adds to an index for each platform (docker/buildx
+#: docs/reference/attestation-storage.md): an OCI manifest of in-toto layers, platform unknown/unknown, annotated with
+#: the digest of the platform manifest it describes
+IN_TOTO = "application/vnd.in-toto+json"
+
+
+def _attestation(w: _Writer, content: str, described: str) -> dict[str, object]:
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v0.1", "subject": content}).encode()
+    layer_digest, size = w.blob(statement)
+    _, config_digest, config_size = w.json_blob({"architecture": "unknown", "os": "unknown", "config": {}})
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": [
+            {
+                "mediaType": IN_TOTO,
+                "digest": layer_digest,
+                "size": size,
+                "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"},
+            }
+        ],
+    }
+    _, digest, manifest_size = w.json_blob(manifest)
+    return {
+        "mediaType": OCI_MANIFEST,
+        "digest": digest,
+        "size": manifest_size,
+        "annotations": {"vnd.docker.reference.digest": described, "vnd.docker.reference.type": "attestation-manifest"},
+        "platform": {"architecture": "unknown", "os": "unknown"},
     }
 
 
@@ -114,16 +150,21 @@ def write_image(
     tag: str = "latest",
     arches: tuple[str, ...] = ("amd64", "arm64"),
     padding: int = 0,
+    attestations: bool = False,
 ) -> Layout:
     """Write an image whose bytes depend only on `content` and `kind`.
 
     kind: "oci-index" (multi-arch OCI index), "docker-list" (Docker manifest list),
     "oci-manifest" (single-platform OCI manifest) or "docker-manifest" (single-platform Docker v2 manifest).
+    `arches`: its platforms (`amd64`, `arm64/v8`, `windows/amd64`); `attestations`: an OCI index with an attestation
+    manifest after its platforms for each, as BuildKit writes the Docker official images.
     """
     w = _Writer(root)
     docker = kind.startswith("docker")
     if kind in ("oci-index", "docker-list"):
         children = [_platform_manifest(w, content, arch, docker, padding) for arch in arches]
+        if attestations:
+            children += [_attestation(w, f"{content} {c['digest']}", str(c["digest"])) for c in children]
         index = {"schemaVersion": 2, "mediaType": DOCKER_LIST if docker else OCI_INDEX, "manifests": children}
         _, digest, size = w.json_blob(index)
         top = {"mediaType": index["mediaType"], "digest": digest, "size": size}

@@ -74,7 +74,7 @@ class Budget:
         """Count what one check will ask of the rest of the run."""
         if check.error is not None or check.source_digest is None:
             return
-        if check.source_digest == check.target_digest and not unmirrored(check.artifacts):
+        if check.unchanged and not unmirrored(check.artifacts):
             return  # unchanged, and nothing that refers to it is missing
         with self._lock:
             self._copies += 1

@@ -247,7 +247,9 @@ def mirror_images(copies: Sequence[Copy], source_location: Callable[[str], str],
     """The JSON array the buildspec reads: registries named as the build must reach them. A re-tag (`retag`: true,
     `pulls`: 0) names its upstream source as a copy does, but the build writes it from the target repository's own
     manifest of that digest and sends the source no request. `artifacts` (signatures, attestations, SBOMs) are copied
-    after the image, each by its digest and under its tag where it has one."""
+    after the image, each by its digest and under its tag where it has one. `platforms`: of the source index only
+    those are copied, in an index the build writes (`single`: the source is one manifest, tagged only if it is of
+    one of them)."""
     return json.dumps(
         [
             {
@@ -258,6 +260,8 @@ def mirror_images(copies: Sequence[Copy], source_location: Callable[[str], str],
                 "pulls": c.pulls,
                 **({"retag": True} if c.retag else {}),
                 **({"artifacts": [artifact(a) for a in c.artifacts]} if c.artifacts else {}),
+                **({"platforms": list(c.platforms)} if c.platforms else {}),
+                **({"single": True} if c.single else {}),
             }
             for c in copies
         ],

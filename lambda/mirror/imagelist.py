@@ -20,6 +20,7 @@ from .references import (
     parse_target,
 )
 from .tagsets import RuleError, Selection, TagRule, parse_rule
+from .trust import Platform, PlatformError, parse_platforms
 
 MAX_ENTRIES = 20_000
 MAX_LIST_BYTES = 8 * 1024 * 1024
@@ -49,6 +50,7 @@ class Entry:
 
     `number` is the entry's place in the user's list (an expanded tag keeps its tag set's); `rule` names the tag
     set a tag came from; `failure` is set for a tag set that could not be expanded (its one `failed` record).
+    `platforms`: the platforms its copy keeps (its own `platforms`, else the PLATFORMS setting); empty: every one.
     """
 
     index: int
@@ -61,6 +63,7 @@ class Entry:
     tag_set: TagSet | None = None
     rule: str | None = None
     failure: str | None = None
+    platforms: tuple[Platform, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -237,23 +240,34 @@ def parse_entry(
     sources: Collection[str] | None = None,
     *,
     number: int | None = None,
+    platforms: tuple[Platform, ...] = (),
 ) -> Entry:
-    """Validate one entry: a reference string, a mapping {source, target}, or a tag set {source, tags, target};
-    its registry must be one of `sources` (when given). `number` is its place in the user's list."""
+    """Validate one entry: a reference string, a mapping {source, target, platforms}, or a tag set {source, tags,
+    target, platforms}; its registry must be one of `sources` (when given). `number` is its place in the user's
+    list; `platforms` what an entry that names none copies (the PLATFORMS setting)."""
     number = number or index + 1
     naming = Naming.of(prefix)
     if isinstance(raw, _Failed):
         return Entry(index, raw.text, number=number, failure=raw.reason)
     if isinstance(raw, dict):
-        allowed = ("source", "target", "tags") if "tags" in raw else ("source", "target")
+        allowed = ("source", "target", "platforms", "tags") if "tags" in raw else ("source", "target", "platforms")
         unknown = _unknown_keys(raw, allowed)
         if unknown or "source" not in raw:
             listed = ", ".join(sorted(unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             why = f"unknown keys {listed}" if unknown else "no 'source'"
-            expected = "'source', 'tags' and 'target'" if "tags" in raw else "'source' and 'target'"
+            expected = (
+                "'source', 'tags', 'target' and 'platforms'" if "tags" in raw else "'source', 'target' and 'platforms'"
+            )
             return Entry(index, _shown(raw), number=number, error=f"entry {number}: {why} (expected {expected})")
+        if "platforms" in raw:
+            try:
+                platforms = _entry_platforms(raw["platforms"])
+            except PlatformError as e:
+                return Entry(
+                    index, _shown(raw), number=number, error=f"entry {number} ({_shown(raw['source'])!r}): {e}"
+                )
         if "tags" in raw:
-            return _parse_tag_set(index, raw, naming, sources, number)
+            return replace(_parse_tag_set(index, raw, naming, sources, number), platforms=platforms)
         source_raw, target_raw = raw["source"], raw.get("target")
     elif isinstance(raw, str):
         source_raw, target_raw = raw, None
@@ -275,7 +289,21 @@ def parse_entry(
             _under_prefix(target.repository, naming)
     except ReferenceError as e:
         return Entry(index, shown, number=number, error=f"entry {number} ({shown!r}): {e}")
-    return Entry(index, str(source), source=source, target=target, number=number)
+    return Entry(index, str(source), source=source, target=target, number=number, platforms=platforms)
+
+
+#: what an entry writes to copy every platform whatever the PLATFORMS setting says
+ALL_PLATFORMS = "all"
+
+
+def _entry_platforms(raw: object) -> tuple[Platform, ...]:
+    """An entry's `platforms`: a list such as [linux/amd64, linux/arm64], or `all` (every platform, digests as
+    upstream's, whatever PLATFORMS says)."""
+    if raw == ALL_PLATFORMS:
+        return ()
+    if isinstance(raw, str):
+        raise PlatformError(f"platforms must be a list such as [linux/amd64, linux/arm64], or {ALL_PLATFORMS!r}")
+    return parse_platforms(raw)
 
 
 def _parse_tag_set(
@@ -312,6 +340,7 @@ def parse_entries(
     *,
     numbers: Sequence[int] | None = None,
     rules: Sequence[str | None] | None = None,
+    platforms: tuple[Platform, ...] = (),
 ) -> list[Entry]:
     """Validate every entry; a second entry writing the same target is a duplicate (same source) or invalid, and
     so is one writing a repository that another entry fills from another upstream repository. `numbers` and
@@ -321,7 +350,7 @@ def parse_entries(
     by_repository: dict[str, Entry] = {}
     for index, raw in enumerate(images):
         number = numbers[index] if numbers is not None else index + 1
-        entry = parse_entry(index, raw, prefix, sources, number=number)
+        entry = parse_entry(index, raw, prefix, sources, number=number, platforms=platforms)
         if rules is not None and rules[index] is not None:
             entry = replace(entry, rule=rules[index])
         repository = entry.target.repository if entry.target else entry.tag_set.repository if entry.tag_set else None
@@ -342,8 +371,14 @@ def parse_entries(
             first = by_target.get(entry.target)
             if first is None:
                 by_target[entry.target] = entry
-            elif first.source == entry.source:
+            elif first.source == entry.source and first.platforms == entry.platforms:
                 entry = replace(entry, duplicate_of=first.index)
+            elif first.source == entry.source:
+                entry = replace(
+                    entry,
+                    error=f"entry {number}: target {entry.target} is already written by entry {first.number} "
+                    "with other platforms",
+                )
             else:
                 entry = replace(
                     entry,
@@ -360,6 +395,8 @@ def expand_tag_sets(
     listings: Mapping[int, Selection | list[str] | str],
     prefix: str | Naming,
     sources: Collection[str] | None = None,
+    *,
+    platforms: tuple[Platform, ...] = (),
 ) -> list[Entry]:
     """The list with each tag set replaced by the tags its rule selected (`listings`: entry index -> the selection,
     the tags listed for the rule to select from without digests, or why they could not be listed), each checked
@@ -390,8 +427,9 @@ def expand_tag_sets(
             selection = listed if isinstance(listed, Selection) else tag_set.rule.candidates(listed).selection()
             selected = selection.tags
             kept, spare = _fit(len(selected), spare)
+            own = {"platforms": raw["platforms"]} if isinstance(raw, dict) and "platforms" in raw else {}
             items = [
-                {"source": f"{entry.source.name}:{tag}", "target": f"{tag_set.repository}:{tag}"}
+                {"source": f"{entry.source.name}:{tag}", "target": f"{tag_set.repository}:{tag}", **own}
                 for tag in selected[:kept]
             ]
             if not selected:
@@ -409,7 +447,7 @@ def expand_tag_sets(
         expanded.extend(items)
         numbers.extend([entry.number] * len(items))
         rules.extend([tag_set.description] * len(items))
-    return parse_entries(expanded, prefix, sources, numbers=numbers, rules=rules)
+    return parse_entries(expanded, prefix, sources, numbers=numbers, rules=rules, platforms=platforms)
 
 
 def _fit(selected: int, spare: int) -> tuple[int, int]:

@@ -36,7 +36,10 @@ class Check:
     `mirrored` is True when the target repository already holds the source digest (under another tag, or none):
     the copy is then a re-tag written from ECR's own manifest, and costs no pull. `artifacts`: the signatures,
     attestations and SBOMs that refer to it, each marked where the mirror holds it; `warnings`: what of them could
-    not be looked at.
+    not be looked at. For an entry that copies some platforms only, the check decides: `up_to_date` (None: the
+    digests are compared), `mirrored_from` (the upstream digest the mirror's index of them records), and what its
+    copy keeps: `platforms` (of an index, in an index of the mirror's own) or, `single`, one manifest whose platform
+    the build checks before tagging it (empty: the image as it is).
     """
 
     source_digest: str | None = None
@@ -47,6 +50,15 @@ class Check:
     mirrored: bool = False
     artifacts: tuple[Artifact, ...] = ()
     warnings: tuple[str, ...] = ()
+    up_to_date: bool | None = None
+    mirrored_from: str | None = None
+    platforms: tuple[str, ...] = ()
+    single: bool = False
+
+    @property
+    def unchanged(self) -> bool:
+        """The mirror holds the image as the source has it (for some platforms only: as the check decided)."""
+        return self.source_digest == self.target_digest if self.up_to_date is None else self.up_to_date
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,8 @@ class Copy:
     registry API: no upstream request, no pull. `after` names the copy (by index) of this run that brings the
     digest first, when the repository does not hold it yet: the re-tag is written after it, in the same build.
     `artifacts` are copied after the image (for an unchanged image, after a re-tag that finds it in place); `pulls`
-    counts theirs too.
+    counts theirs too. `platforms`: the copy keeps those of an index only, in an index of the mirror's own (a
+    `single` manifest: copied only if it is of one of them).
     """
 
     index: int
@@ -70,6 +83,8 @@ class Copy:
     retag: bool = False
     after: int | None = None
     artifacts: tuple[Artifact, ...] = ()
+    platforms: tuple[str, ...] = ()
+    single: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,7 @@ class Decision:
     build: str | None = None
     artifacts: tuple[Artifact, ...] = ()
     warnings: tuple[str, ...] = ()
+    mirrored_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,7 @@ def decide(entry: Entry, check: Check | None) -> Decision:
     index = entry.duplicate_of if entry.duplicate_of is not None else entry.index
     new = unmirrored(check.artifacts)
     extra = sum(a.pulls for a in new)
-    if check.source_digest == check.target_digest:
+    if check.unchanged:
         status, pulls, retag = Status.UNCHANGED, extra, True
     else:
         status = Status.MISSING if check.target_digest is None else Status.CHANGED
@@ -125,7 +141,18 @@ def decide(entry: Entry, check: Check | None) -> Decision:
     # An unchanged image's missing artifacts ride on a re-tag, which finds the image in place before they are written.
     copy = None
     if status != Status.UNCHANGED or new:
-        copy = Copy(index, source, entry.target, check.source_digest, status, pulls, retag, artifacts=new)
+        copy = Copy(
+            index,
+            source,
+            entry.target,
+            check.source_digest,
+            status,
+            pulls,
+            retag,
+            artifacts=new,
+            platforms=check.platforms,
+            single=check.single,
+        )
     return Decision(
         entry.index,
         status,
@@ -134,6 +161,7 @@ def decide(entry: Entry, check: Check | None) -> Decision:
         copy=copy,
         artifacts=check.artifacts,
         warnings=check.warnings,
+        mirrored_from=check.mirrored_from,
     )
 
 
@@ -148,12 +176,12 @@ def plan(entries: Sequence[Entry], checks: Mapping[int, Check]) -> Plan:
         decide(entry, checks.get(entry.duplicate_of if entry.duplicate_of is not None else entry.index))
         for entry in entries
     ]
-    first: dict[tuple[str, str], int] = {}
+    first: dict[tuple[str, str, tuple[str, ...]], int] = {}
     for i, decision in enumerate(decisions):
         copy = decision.copy
         if copy is None or copy.retag or copy.index != decision.index:
             continue
-        key = (copy.target.repository, copy.digest)
+        key = (copy.target.repository, copy.digest, copy.platforms)
         if key in first:
             decisions[i] = replace(decision, copy=replace(copy, pulls=0, retag=True, after=first[key], artifacts=()))
         else:

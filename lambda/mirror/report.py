@@ -54,6 +54,10 @@ def records(
             record["artifacts"] = [a.record() for a in decision.artifacts]
         if decision.warnings:
             record["warnings"] = list(decision.warnings)
+        if entry.platforms:  # its copy keeps these: an index of the mirror's own, whose digest is not upstream's
+            record["platforms"] = [str(p) for p in entry.platforms]
+        if decision.mirrored_from is not None:
+            record["mirroredFrom"] = decision.mirrored_from  # the upstream index the mirror's own was made from
         if entry.rule is not None:
             record["rule"] = entry.rule
         out.append(record)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .references import DOCKER_HUB, DOMAIN, ECR_REPOSITORY, Naming
-from .trust import UntrustedURLError, is_loopback, parse_url
+from .trust import Platform, PlatformError, UntrustedURLError, is_loopback, parse_platforms, parse_url
 
 _PREFIX_RE = re.compile(ECR_REPOSITORY)
 _HOST_RE = re.compile(DOMAIN)
@@ -113,6 +113,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw == "true"
 
 
+def _platforms(raw: str) -> tuple[Platform, ...]:
+    if not raw:
+        return ()
+    try:
+        return parse_platforms(raw)
+    except PlatformError as e:
+        raise ConfigurationError(f"PLATFORMS: {e} (comma-separated, such as linux/amd64,linux/arm64)") from None
+
+
 #: the name prefix of REGISTRY_CREDENTIALS secrets: IAM grants GetSecretValue on it alone (ECR's pull-through cache
 #: does the same with ecr-pullthroughcache/), since a JSON map cannot become exact IAM resources
 SECRET_PREFIX = "ecr-mirror/"  # noqa: S105 (a name prefix, not a password)
@@ -192,6 +201,8 @@ class Settings:
     dockerhub_pull_reserve: int = 10
     #: whether the signatures, attestations and SBOMs that refer to an image are mirrored with it (COPY_ARTIFACTS)
     copy_artifacts: bool = True
+    #: the platforms every entry that names none of its own copies (PLATFORMS); empty: every platform, as upstream
+    platforms: tuple[Platform, ...] = ()
 
     @property
     def dockerhub_credentials(self) -> bool:
@@ -281,4 +292,5 @@ class Settings:
             report_location=report,
             dockerhub_pull_reserve=_int(env, "DOCKERHUB_PULL_RESERVE", 10, 0, 100_000),
             copy_artifacts=_bool(env, "COPY_ARTIFACTS", True),
+            platforms=_platforms(env.get("PLATFORMS", "").strip()),
         )

@@ -19,6 +19,7 @@ from .credentials import build_logins
 from .ecr import SOURCE_TAG, claim_repository
 from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Outcome, Plan, batches, plan
+from .platforms import Filtered, check_filtered
 from .references import DOCKER_HUB
 from .registry import (
     Credential,
@@ -100,7 +101,8 @@ def load_entries(
         text = load_text(settings.image_list, package_dir=package_dir, s3=aws.s3)
         images = parse_document(text, settings.image_list)
     sources = settings.source_registries - {ecr_host}
-    return Loaded(images, parse_entries(images, settings.naming, sources), frozenset(sources))
+    entries = parse_entries(images, settings.naming, sources, platforms=settings.platforms)
+    return Loaded(images, entries, frozenset(sources))
 
 
 def list_tag_sets(
@@ -300,6 +302,9 @@ def check_images(
             repository = entry.target.repository
             target, target_error = lookup("target", ecr_host, repository, entry.target.tag)
             target_digest = target.digest if target is not None else None
+            if entry.platforms and index is not False and error is None and target_error is None:
+                assert source_digest is not None
+                return filtered(entry, source_digest, index, target_digest)
             changed = error is None and source_digest is not None and source_digest != target_digest
             held = None
             if changed and target_error is None and source_digest is not None:
@@ -309,6 +314,23 @@ def check_images(
         except DeadlineError:
             # Reported, never dropped: the next run checks it first. A source error found first is the reason.
             return Check(source_digest, None, error or DEADLINE_REASON, complete=False)
+        kept = Filtered()
+        if entry.platforms and error is None and target_error is None and source_digest is not None:
+            try:  # one manifest: copied as it is, if it is of one of the entry's platforms
+                kept = check_filtered(
+                    client,
+                    (entry.source.registry, entry.source.repository),
+                    source_digest,
+                    False,
+                    (ecr_host, repository),
+                    target_digest,
+                    entry.platforms,
+                    held=held is not None,
+                )
+            except RegistryError as e:
+                return Check(source_digest, target_digest, f"platforms: {e}")
+            if kept.error is not None:
+                return Check(source_digest, target_digest, kept.error)
         found = Found()
         if artifacts and error is None and target_error is None and source_digest is not None:
             found = find(entry, source_digest, index, held is not None or source_digest == target_digest)
@@ -329,8 +351,41 @@ def check_images(
             mirrored=held is not None,
             artifacts=found.artifacts,
             warnings=found.warnings,
+            platforms=tuple(str(p) for p in entry.platforms) if kept.single else (),
+            single=kept.single,
         )
         if budget is not None:
+            budget.found(result, entry.target.repository)
+        return result
+
+    def filtered(entry: Entry, digest: str, index: bool | None, target_digest: str | None) -> Check:
+        """The check of an index whose copy keeps the entry's platforms only: the mirror's own index of them is
+        compared (`platforms.check_filtered`); no upstream digest is ever mirrored under another tag as it is."""
+        assert entry.source is not None
+        assert entry.target is not None
+        try:
+            kept = check_filtered(
+                client,
+                (entry.source.registry, entry.source.repository),
+                digest,
+                index,
+                (ecr_host, entry.target.repository),
+                target_digest,
+                entry.platforms,
+            )
+        except RegistryError as e:
+            return Check(digest, target_digest, f"platforms: {e}")
+        result = Check(
+            digest,
+            target_digest,
+            kept.error,
+            pulls=kept.pulls,
+            up_to_date=kept.up_to_date,
+            mirrored_from=kept.mirrored_from,
+            platforms=tuple(str(p) for p in entry.platforms),
+            single=kept.single,
+        )
+        if budget is not None and kept.error is None:
             budget.found(result, entry.target.repository)
         return result
 
@@ -401,7 +456,9 @@ def check_list(
             for e in entries
             if e.source is not None and isinstance(listed := listings.get(e.index), list)
         }
-        entries = expand_tag_sets(loaded.images, entries, selections, settings.naming, loaded.sources)
+        entries = expand_tag_sets(
+            loaded.images, entries, selections, settings.naming, loaded.sources, platforms=settings.platforms
+        )
         budget.entries(len(entries))
     checks = check_images(
         entries,

@@ -11,6 +11,7 @@ localhost to the other), and userinfo, backslashes, whitespace, control or non-A
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -241,3 +242,201 @@ def digest_tag(digest: str) -> str:
 def is_artifact_tag(tag: str, subject: str) -> bool:
     """Whether `tag` is one an artifact of `subject` is kept under (and so one a copy of it may write)."""
     return ARTIFACT_TAG_RE.fullmatch(tag) is not None and tag.partition(".")[0] == digest_tag(subject)
+
+
+# -- platforms: which of an index's manifests a filtered copy keeps, and the index the mirror writes of them --------
+
+#: the most platforms one list may name
+PLATFORMS_MAX = 16
+#: the most manifests an upstream index may list for a filtered copy (registry.client's INDEX_MAX bounds its count)
+INDEX_ENTRIES_MAX = 1000
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+#: the annotations of an index the mirror writes of some platforms of an upstream one: the upstream index's digest and
+#: the platforms it was made from (this project's own keys: not org.opencontainers ones, which mean something else)
+UPSTREAM_DIGEST = "ecr-mirror.upstream-digest"
+PLATFORM_LIST = "ecr-mirror.platforms"
+#: Docker's build attestations inside an index: `unknown/unknown` manifests naming the platform manifest they describe
+#: (docker/buildx docs/reference/attestation-storage: `vnd.docker.reference.type`, `vnd.docker.reference.digest`)
+ATTESTATION_TYPE = "vnd.docker.reference.type"
+ATTESTATION_OF = "vnd.docker.reference.digest"
+# containerd/platforms's specifier grammar, `<os>[(<os.version>[+<os.feature>]*)]/<arch>[/<variant>]`; lower case
+_NAME = r"[a-z0-9_-]{1,32}"
+_PLATFORM = re.compile(
+    rf"(?P<os>{_NAME})(?:\((?P<version>[A-Za-z0-9._-]{{0,64}})(?P<features>(?:\+[A-Za-z0-9._-]{{1,64}}){{0,8}})\))?"
+    rf"/(?P<arch>{_NAME})(?:/(?P<variant>[a-z0-9._-]{{1,16}}))?"
+)
+
+
+class PlatformError(ValueError):
+    """A platform that cannot be read; the message says why."""
+
+
+@dataclass(frozen=True, order=True)
+class Platform:
+    """A platform as the OCI image spec describes it (index descriptors' `platform`), normalised as containerd does
+    (platforms.Normalize: `aarch64` and `arm64/v8` are `arm64`, `x86_64` is `amd64`, a bare `arm` is `arm/v7`)."""
+
+    os: str
+    architecture: str
+    variant: str = ""
+    os_version: str = ""
+    os_features: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        options = self.os_version + "".join(f"+{f}" for f in self.os_features)
+        text = f"{self.os}({options})" if options else self.os
+        return f"{text}/{self.architecture}" + (f"/{self.variant}" if self.variant else "")
+
+    def matches(self, other: Platform) -> bool:
+        """Whether `other` (an index's platform) is one this (a list's) selects: os, architecture and variant equal;
+        an os.version, where this names one, equal or a more precise release of it (`10.0.17763` selects
+        `10.0.17763.6659`); os.features, where the index names some, among this one's (containerd's NewMatcher).
+        What a list does not write is not asked: `linux/amd64` selects every os.version and os.features."""
+        if (self.os, self.architecture, self.variant) != (other.os, other.architecture, other.variant):
+            return False
+        if self.os_version and not (other.os_version + ".").startswith(self.os_version.rstrip(".") + "."):
+            return False
+        return not self.os_features or set(other.os_features) <= set(self.os_features)
+
+
+def normalize(
+    os: str, architecture: str, variant: str = "", os_version: str = "", features: tuple[str, ...] = ()
+) -> Platform:
+    """containerd/platforms's normalizeOS and normalizeArch, as its matcher applies them to both sides."""
+    os, architecture, variant = os.lower(), architecture.lower(), variant.lower()
+    os = "darwin" if os == "macos" else os
+    if architecture == "i386":
+        architecture, variant = "386", ""
+    elif architecture in ("x86_64", "x86-64", "amd64"):
+        architecture, variant = "amd64", "" if variant == "v1" else variant
+    elif architecture in ("aarch64", "arm64"):
+        architecture = "arm64"
+        variant = {"8": "", "v8": "", "v8.0": "", "9": "v9", "9.0": "v9", "v9.0": "v9"}.get(variant, variant)
+    elif architecture == "armhf":
+        architecture, variant = "arm", "v7"
+    elif architecture == "armel":
+        architecture, variant = "arm", "v6"
+    elif architecture == "arm":
+        variant = {"": "v7", "7": "v7", "5": "v5", "6": "v6", "8": "v8"}.get(variant, variant)
+    return Platform(os, architecture, variant, os_version, tuple(sorted(set(features))))
+
+
+def parse_platform(text: object) -> Platform:
+    """A list's platform (`linux/amd64`, `linux/arm64/v8`, `windows(10.0.17763)/amd64`), normalised; raises
+    PlatformError saying why it is not one."""
+    if not isinstance(text, str):
+        raise PlatformError(f"a platform is a string such as linux/amd64, not {type(text).__name__}")
+    match = _PLATFORM.fullmatch(text.strip())
+    if match is None:
+        raise PlatformError(
+            f"{text[:80]!r} is not a platform: <os>/<architecture>[/<variant>] in lower case, such as linux/amd64 or "
+            "linux/arm64/v8 (an os.version as windows(10.0.17763)/amd64)"
+        )
+    features = tuple(f for f in (match["features"] or "").split("+") if f)
+    return normalize(match["os"], match["arch"], match["variant"] or "", match["version"] or "", features)
+
+
+def parse_platforms(items: object) -> tuple[Platform, ...]:
+    """A list of platforms, each once (in their canonical order); raises PlatformError naming the one that is not."""
+    if isinstance(items, str):
+        items = [p for p in items.split(",") if p.strip()]
+    if not isinstance(items, list | tuple) or not items:
+        raise PlatformError("platforms must be a non-empty list such as [linux/amd64, linux/arm64]")
+    if len(items) > PLATFORMS_MAX:
+        raise PlatformError(f"platforms names {len(items)} platforms (at most {PLATFORMS_MAX})")
+    return tuple(sorted({parse_platform(p) for p in items}))
+
+
+def platform_list(platforms: Iterable[Platform]) -> str:
+    """The canonical text of a list of platforms (sorted, comma-separated), as the mirror's index records it."""
+    return ",".join(str(p) for p in sorted(set(platforms)))
+
+
+def descriptor_platform(descriptor: Mapping[str, object]) -> Platform | None:
+    """The platform an index descriptor names, normalised; None when it names none (or not as the spec says)."""
+    raw = descriptor.get("platform")
+    if not isinstance(raw, dict):
+        return None
+    os, arch, variant = raw.get("os"), raw.get("architecture"), raw.get("variant", "")
+    version, features = raw.get("os.version", ""), raw.get("os.features", [])
+    if not all(isinstance(v, str) for v in (os, arch, variant, version)) or not isinstance(features, list):
+        return None
+    if not all(isinstance(f, str) for f in features):
+        return None
+    return normalize(str(os), str(arch), str(variant), str(version), tuple(str(f) for f in features))
+
+
+@dataclass(frozen=True)
+class Selected:
+    """What a list's platforms keep of an index: the descriptors kept, in the index's order (each selected platform
+    manifest, then the attestation manifests that describe one of them), and every platform the index lists."""
+
+    manifests: tuple[dict[str, object], ...]
+    platforms: tuple[Platform, ...]
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        return tuple(str(m["digest"]) for m in self.manifests)
+
+
+def select_platforms(index: object, wanted: Iterable[Platform]) -> Selected:
+    """The descriptors of `index` (a parsed image index) whose platform one of `wanted` selects, with the attestation
+    manifests that describe them; raises PlatformError when it is no index of at most INDEX_ENTRIES_MAX descriptors."""
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list) or len(manifests) > INDEX_ENTRIES_MAX:
+        raise PlatformError(f"not an index of at most {INDEX_ENTRIES_MAX} manifests")
+    if not all(isinstance(m, dict) and isinstance(m.get("digest"), str) for m in manifests):
+        raise PlatformError("the index lists something that is not a manifest descriptor")
+    wanted = tuple(wanted)
+    platforms, kept = [], set()
+    for m in manifests:
+        annotations = m.get("annotations") if isinstance(m.get("annotations"), dict) else {}
+        if annotations.get(ATTESTATION_TYPE) == "attestation-manifest":
+            continue
+        platform = descriptor_platform(m)
+        if platform is None:
+            continue
+        platforms.append(platform)
+        if any(w.matches(platform) for w in wanted):
+            kept.add(m["digest"])
+    attestations = {
+        m["digest"]
+        for m in manifests
+        if isinstance(m.get("annotations"), dict)
+        and m["annotations"].get(ATTESTATION_TYPE) == "attestation-manifest"
+        and m["annotations"].get(ATTESTATION_OF) in kept
+    }
+    chosen = tuple(m for m in manifests if m["digest"] in kept or m["digest"] in attestations)
+    return Selected(chosen, tuple(dict.fromkeys(platforms)))
+
+
+def filtered_index(selected: Selected, upstream_digest: str, wanted: Iterable[Platform]) -> bytes:
+    """The index the mirror writes of the selected manifests of an upstream index: an OCI image index (the one kind
+    with annotations) of those descriptors as upstream wrote them, annotated with the upstream digest and the
+    platforms it was made from. The same selection of the same upstream index always makes the same bytes."""
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": list(selected.manifests),
+        "annotations": {UPSTREAM_DIGEST: upstream_digest, PLATFORM_LIST: platform_list(wanted)},
+    }
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def filtered_from(index: object) -> tuple[str, str] | None:
+    """(the upstream digest, the platform list) an index the mirror wrote records; None for any other manifest."""
+    annotations = index.get("annotations") if isinstance(index, dict) else None
+    if not isinstance(annotations, dict):
+        return None
+    upstream, platforms = annotations.get(UPSTREAM_DIGEST), annotations.get(PLATFORM_LIST)
+    return (upstream, platforms) if isinstance(upstream, str) and isinstance(platforms, str) else None
+
+
+def config_platform(config: object) -> Platform | None:
+    """The platform an image's config names (its os, architecture, variant, os.version and os.features)."""
+    return descriptor_platform({"platform": config}) if isinstance(config, dict) else None
+
+
+def describe_platforms(platforms: Iterable[Platform]) -> str:
+    """Platforms as a person reads them in a reason: `linux/amd64, linux/arm64`, or `no platform`."""
+    return ", ".join(str(p) for p in platforms) or "no platform"

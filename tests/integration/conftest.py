@@ -115,9 +115,10 @@ class Mirror:
         """A Docker Hub-style repository path unique to this test."""
         return f"{self.namespace}/{name}"
 
-    def seed(self, name: str, content: str, *, kind: str = "oci-index", tag: str = "latest") -> Layout:
-        """Push an image to the upstream ("Docker Hub") registry as its one authorised user."""
-        layout = write_image(self.workdir / f"img-{uuid.uuid4().hex[:8]}", content, kind=kind, tag=tag)
+    def seed(self, name: str, content: str, *, kind: str = "oci-index", tag: str = "latest", **image: Any) -> Layout:
+        """Push an image to the upstream ("Docker Hub") registry as its one authorised user (`image`: write_image's
+        arches, attestations)."""
+        layout = write_image(self.workdir / f"img-{uuid.uuid4().hex[:8]}", content, kind=kind, tag=tag, **image)
         t = self.registries.tokens
         push(
             layout, f"{self.registries.upstream.location}/{self.image(name)}:{tag}", creds=f"{t.username}:{t.password}"
@@ -156,8 +157,8 @@ class Mirror:
         push(layout, f"{self.registries.ecr.location}/{repository}:{tag}", creds=f"{ECR_USER}:{ECR_PASSWORD}")
         return layout
 
-    def seed_plain(self, name: str, content: str, *, tag: str = "latest") -> Layout:
-        layout = write_image(self.workdir / f"img-{uuid.uuid4().hex[:8]}", content, tag=tag)
+    def seed_plain(self, name: str, content: str, *, tag: str = "latest", **image: Any) -> Layout:
+        layout = write_image(self.workdir / f"img-{uuid.uuid4().hex[:8]}", content, tag=tag, **image)
         push(layout, f"{self.registries.plain.location}/{self.image(name)}:{tag}")
         return layout
 

@@ -207,6 +207,18 @@ class RegistryClient:
             raise BadResponseError(f"{what}: the registry served a manifest of another digest")
         return reply.body
 
+    def blob(self, host: str, repository: str, digest: str) -> bytes:
+        """The blob `repository@digest` (an image's config: a few KiB, within the body cap), its digest checked. A
+        registry may redirect it to storage on another host (ECR to S3), followed by the trust rule without the
+        registry's credentials. Blobs are no pulls on Docker Hub, which counts manifests."""
+        registry = self._host(host)
+        url = f"{registry.base_url}/v2/{repository}/blobs/{digest}"
+        what = f"{host}/{repository} blob {digest}"
+        reply, _ = self._request(registry, repository, "GET", url, {}, what)
+        if "sha256:" + hashlib.sha256(reply.body).hexdigest() != digest:
+            raise BadResponseError(f"{what}: the registry served a blob of another digest")
+        return reply.body
+
     def manifest_count(self, host: str, repository: str, digest: str) -> int:
         """How many manifests a copy of `repository@digest` fetches: an index and each of its manifests, or one.
         A GET (`manifest`). A manifest of any other shape, or over the body cap, is a RegistryError: the count is
