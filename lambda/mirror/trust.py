@@ -259,11 +259,12 @@ PLATFORM_LIST = "ecr-mirror.platforms"
 #: (docker/buildx docs/reference/attestation-storage: `vnd.docker.reference.type`, `vnd.docker.reference.digest`)
 ATTESTATION_TYPE = "vnd.docker.reference.type"
 ATTESTATION_OF = "vnd.docker.reference.digest"
-# containerd/platforms's specifier grammar, `<os>[(<os.version>[+<os.feature>]*)]/<arch>[/<variant>]`; lower case
-_NAME = r"[a-z0-9_-]{1,32}"
+# containerd/platforms's specifier grammar, `<os>[(<os.version>[+<os.feature>]*)]/<arch>[/<variant>]`, read in
+# any case and normalised to lower case
+_NAME = r"[A-Za-z0-9_-]{1,32}"
 _PLATFORM = re.compile(
     rf"(?P<os>{_NAME})(?:\((?P<version>[A-Za-z0-9._-]{{0,64}})(?P<features>(?:\+[A-Za-z0-9._-]{{1,64}}){{0,8}})\))?"
-    rf"/(?P<arch>{_NAME})(?:/(?P<variant>[a-z0-9._-]{{1,16}}))?"
+    rf"/(?P<arch>{_NAME})(?:/(?P<variant>[A-Za-z0-9._-]{{1,16}}))?"
 )
 
 
@@ -329,7 +330,7 @@ def parse_platform(text: object) -> Platform:
     match = _PLATFORM.fullmatch(text.strip())
     if match is None:
         raise PlatformError(
-            f"{text[:80]!r} is not a platform: <os>/<architecture>[/<variant>] in lower case, such as linux/amd64 or "
+            f"{text[:80]!r} is not a platform: <os>/<architecture>[/<variant>], such as linux/amd64 or "
             "linux/arm64/v8 (an os.version as windows(10.0.17763)/amd64)"
         )
     features = tuple(f for f in (match["features"] or "").split("+") if f)

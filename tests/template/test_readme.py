@@ -81,9 +81,9 @@ def test_aws_cli_commands_name_real_operations_and_parameters(command: str) -> N
     name = "".join(part.capitalize() for part in operation.split("-"))
     shape = model.operation_model(name).input_shape
     assert shape is not None
-    members = shape.members
+    members = {m.lower() for m in shape.members}  # PascalCase in most services' models, camelCase in ECR's
     for flag in flags(argv):
-        member = "".join(part.capitalize() for part in flag.lstrip("-").split("-"))
+        member = flag.lstrip("-").replace("-", "").lower()
         assert member in members, f"{flag} is not a parameter of {service} {operation}"
 
 

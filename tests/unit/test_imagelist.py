@@ -127,7 +127,7 @@ def test_a_rejected_entry_is_shown_without_building_its_full_representation() ->
         ({"source": "nginx", "tags": {"latest": 2}, "target": "elsewhere/web"}, "outside the mirror prefix"),
         ({"source": "nginx", "tags": {"match": "("}}, "not a valid regular expression"),
         ({"source": "nginx", "tags": {"newest": 1}}, "unknown keys newest"),
-        ({"source": "nginx", "tags": {"latest": 2}, "extra": 1}, "expected 'source', 'tags' and 'target'"),
+        ({"source": "nginx", "tags": {"latest": 2}, "extra": 1}, "expected 'source', 'tags', 'target' and 'platforms'"),
         ({"source": "evil.example.net/x", "tags": {"latest": 2}}, "not an allowed source"),
     ],
 )
