@@ -34,9 +34,9 @@ INDEX: dict[str, Any] = json.loads((Path(__file__).parents[1] / "data" / "hello-
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
 
-def spec(os: str, architecture: str, variant: str | None = None, **more: Any) -> Platform:
+def spec(os: str, architecture: str, variant: str | None = None, more: dict[str, Any] | None = None) -> Platform:
     """An index descriptor's platform, normalised as the matcher reads it."""
-    raw: dict[str, object] = {"os": os, "architecture": architecture, **more}
+    raw: dict[str, object] = {"os": os, "architecture": architecture, **(more or {})}
     if variant is not None:
         raw["variant"] = variant
     found = descriptor_platform({"platform": raw})
@@ -84,14 +84,14 @@ def test_a_platform_does_not_match_another(written: str, other: tuple[str, ...])
 
 
 def test_os_version_and_features_count_only_where_written() -> None:
-    ltsc2019 = spec("windows", "amd64", **{"os.version": "10.0.17763.5576"})
-    ltsc2022 = spec("windows", "amd64", **{"os.version": "10.0.20348.2340"})
+    ltsc2019 = spec("windows", "amd64", more={"os.version": "10.0.17763.5576"})
+    ltsc2022 = spec("windows", "amd64", more={"os.version": "10.0.20348.2340"})
     assert parse_platform("windows/amd64").matches(ltsc2019)
     assert parse_platform("windows/amd64").matches(ltsc2022)
     assert parse_platform("windows(10.0.17763)/amd64").matches(ltsc2019)
     assert not parse_platform("windows(10.0.17763)/amd64").matches(ltsc2022)
     assert not parse_platform("windows(10.0.1776)/amd64").matches(ltsc2019), "a version is matched by its parts"
-    gpu = spec("linux", "amd64", **{"os.features": ["gpu"]})
+    gpu = spec("linux", "amd64", more={"os.features": ["gpu"]})
     assert parse_platform("linux/amd64").matches(gpu)
     assert parse_platform("linux(+gpu+simd)/amd64").matches(gpu)
     assert not parse_platform("linux(+simd)/amd64").matches(gpu)
