@@ -34,7 +34,7 @@ INDEX: dict[str, Any] = json.loads((Path(__file__).parents[1] / "data" / "hello-
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
 
-def spec(os: str, architecture: str, variant: str | None = None, more: dict[str, Any] | None = None) -> Platform:
+def spec(os: str, architecture: str, variant: str | None = None, *, more: dict[str, Any] | None = None) -> Platform:
     """An index descriptor's platform, normalised as the matcher reads it."""
     raw: dict[str, object] = {"os": os, "architecture": architecture, **(more or {})}
     if variant is not None:
