@@ -7,7 +7,9 @@ started), and a 10,000-entry list pinned by digest (dry run). The copy scenario 
 new multi-arch images from the Docker-Hub-like registry, behind a proxy that adds latency to every answer, into a
 fresh ECR-side registry three ways: the real build phase (COPY_CONCURRENCY 4), the same at concurrency 1, and a plain
 parallel `skopeo copy --all` loop (4 at a time) as the reference; it prints their wall times, the build's ratio to
-the loop, and the Docker Hub pulls spent per image.
+the loop, and the Docker Hub pulls spent per image; then the build once more, keeping two of the platforms
+(`platforms: [linux/amd64, linux/arm64]`: each platform manifest by digest, and an index of the mirror's own), with
+its wall time and pulls per image.
 
 The floor comparison (`--floor-sizes`, timing pass only) checks N unchanged tagged images (1,000 and 10,000) with the
 real handler and with a bare-HTTP floor over the same registries and proxy: MAX_CONCURRENCY workers, each image one
@@ -182,16 +184,18 @@ def copy_figures(workdir: Path, copies: int, platforms: int = 4, layer_mib: floa
             targets.append(registry)
             return registry
 
-        def build(concurrency: int) -> tuple[float, int, str]:
-            ecr = target(f"build{concurrency}")
-            auth = auth_file(workdir / f"auth-{concurrency}.json", {ecr.location: (ECR_USER, ECR_PASSWORD)})
+        def build(concurrency: int, keep: tuple[str, ...] = ()) -> tuple[float, int, str]:
+            name = f"build{concurrency}" + ("-filtered" if keep else "")
+            ecr = target(name)
+            auth = auth_file(workdir / f"auth-{name}.json", {ecr.location: (ECR_USER, ECR_PASSWORD)})
             entries = [
                 {
                     "source": f"{hub.location}/bench/copy{n}@{layout.digest}",
                     "target": f"{ecr.location}/mirror/bench/copy{n}:1",
                     "digest": layout.digest,
                     "registry": "docker.io",
-                    "pulls": 1 + platforms,
+                    "pulls": 1 + (len(keep) if keep else platforms),
+                    **({"platforms": list(keep)} if keep else {}),
                 }
                 for n, layout in enumerate(layouts)
             ]
@@ -234,6 +238,8 @@ def copy_figures(workdir: Path, copies: int, platforms: int = 4, layer_mib: floa
         loop = plain_loop()
         concurrent, pulls, summary = build(4)
         sequential, _, _ = build(1)
+        kept = ("linux/amd64", "linux/arm64")
+        filtered, filtered_pulls, _ = build(4, kept)
         print(
             json.dumps(
                 {
@@ -246,6 +252,10 @@ def copy_figures(workdir: Path, copies: int, platforms: int = 4, layer_mib: floa
                     "sequentialToLoopRatio": round(sequential / loop, 2),
                     "dockerHubPullsPerImage": round(pulls / copies, 2),
                     "buildSummary": summary,
+                    "filteredPlatforms": ",".join(kept),
+                    "filteredBuildSeconds": round(filtered, 2),
+                    "filteredToLoopRatio": round(filtered / loop, 2),
+                    "filteredDockerHubPullsPerImage": round(filtered_pulls / copies, 2),
                 }
             )
         )

@@ -333,6 +333,8 @@ def copy_lines(planned: Planned) -> list[str]:
             cost = f"about {_count(image['pulls'], 'Docker Hub pull', 'Docker Hub pulls')}"
         else:
             cost = "a copy"
+        if image.get("platforms"):
+            cost += f", {', '.join(image['platforms'])} only"
         lines.append(f"  {image['source']} -> {image['target'].split('/', 1)[1]}: {cost}")  # the header names ECR
     return lines
 

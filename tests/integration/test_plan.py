@@ -305,3 +305,17 @@ def test_without_aws_credentials_only_the_sources_are_checked(mirror: Mirror, tm
     assert "no AWS credentials: targets not checked (each reads as missing)" in done.stdout
     assert rows(done.stdout) == {f"docker.io/{mirror.image('web')}:1": ["missing", short(web.digest), "-", "copy"]}
     assert f"-> mirror/{mirror.image('web')}:1: about 9 Docker Hub pulls" in done.stdout
+
+
+def test_an_entry_with_platforms_shows_them_and_their_pulls(
+    mirror: Mirror, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], docker_config: Path
+) -> None:
+    mirror.seed("multi", "m", tag="1", arches=("amd64", "arm64", "s390x"))
+    images: list[object] = [{"source": f"{mirror.image('multi')}:1", "platforms": ["linux/arm64", "linux/amd64"]}]
+
+    done = run_plan(mirror, monkeypatch, capsys, docker_config, images)
+
+    assert done.code == 0, done.err
+    # the index, and each platform with its attestation, assumed: Docker Hub's index is read by the copy alone
+    expected = f"-> mirror/{mirror.image('multi')}:1: about 5 Docker Hub pulls, linux/amd64, linux/arm64 only"
+    assert expected in done.out

@@ -413,8 +413,13 @@ def test_events_are_valid_requests() -> None:
     for name in ("scheduled", "manual", "dry-run", "dry-run-tags"):
         parse_event(json.loads((ROOT / "events" / f"{name}.json").read_text()))
     assert parse_event(json.loads((ROOT / "events" / "dry-run.json").read_text())).dry_run is True
-    assert parse_event(json.loads((ROOT / "events" / "manual.json").read_text())).images
+    manual = parse_event(json.loads((ROOT / "events" / "manual.json").read_text())).images
     from mirror.imagelist import parse_entries
+
+    assert manual is not None
+    entries = parse_entries(manual, "mirror")
+    assert all(e.error is None for e in entries)
+    assert [str(p) for p in entries[-1].platforms] == ["linux/amd64", "linux/arm64"]
 
     tried = parse_event(json.loads((ROOT / "events" / "dry-run-tags.json").read_text()))
     assert tried.dry_run is True
