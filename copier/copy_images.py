@@ -59,6 +59,7 @@ from mirror.trust import (
     config_platform,
     describe_platforms,
     digest_tag,
+    empty_index,
     endpoint_url,
     filtered_index,
     is_artifact_tag,
@@ -563,6 +564,10 @@ def copy_platforms(
     except PlatformError as e:
         return Kept(f"platforms: {job.source}: {e}", 1)
     if not selected.manifests:
+        # Left untagged for the next check, which knows its digest and fails the entry without a build.
+        marker = empty_index(job.digest, job.platforms)
+        digest = "sha256:" + hashlib.sha256(marker).hexdigest()
+        put_manifest(job, digest, marker, OCI_INDEX, deadline.at, environ)
         has = describe_platforms(selected.platforms)
         return Kept(f"platforms: {job.source} has {has}, none of {platform_list(job.platforms)}", 1)
     missing = [d for d in selected.digests if not in_mirror(job, d, deadline.at, environ)]
@@ -589,6 +594,13 @@ def copy_single(job: Job, deadline: Deadline, workdir: str, environ: Mapping[str
     reason = push(job, deadline, workdir)
     if reason:
         return Kept(reason, 0)
+    try:
+        held = read_back(job, job.digest, deadline.at, environ)
+        manifests = listed_digests(held[0]) if not isinstance(held, str) else None
+    except (OSError, http.client.HTTPException, ValueError):  # TimeoutError and UntrustedURLError among them
+        held, manifests = "it could not be read back", None
+    if isinstance(held, str) or manifests is not None:
+        return Kept(f"platforms: {job.repository}@{job.digest} is not one manifest ({held})", 1)
     config = ["inspect", "--config", "--raw", f"--tls-verify={tls(job.target_host)}"]
     read = skopeo([*config, f"docker://{job.repository}@{job.digest}"], deadline.left())
     if read is None or read.returncode != 0:
@@ -1002,15 +1014,17 @@ def copy_all(
         by_repository.setdefault(job.repository, []).append(job)
 
     def one_repository(queue: list[Job]) -> None:
-        # The digests whose copy did not land in this build, and whether it was deferred (else it failed): their
-        # re-tags follow them.
-        deferred_copy: dict[str, bool] = {}
-        written: dict[tuple[str, str], str] = {}  # (upstream digest, platforms) -> the index written of them
+        # The copies, by (upstream digest, platforms kept: "" for all), that did not land in this build, and whether
+        # each was deferred (else it failed): their re-tags follow them. `written`: the digest each one that landed
+        # tagged (the index written of those platforms, or the manifest as it is).
+        deferred_copy: dict[tuple[str, str], bool] = {}
+        written: dict[tuple[str, str], str] = {}
         for job in queue:
             deadline = Deadline.start(timeout)  # the quota check, the copy and the tag: one entry's time
+            copied = (job.digest, platform_list(job.platforms))  # what a re-tag of this job follows
             try:
-                if job.retag and job.digest in deferred_copy:
-                    deferred = deferred_copy[job.digest]
+                if job.retag and copied in deferred_copy:
+                    deferred = deferred_copy[copied]
                     kind, what = ("DEFERRED", "was deferred") if deferred else ("FAILED", "failed")
                     ledger.line(f"{kind} {job.target}: a re-tag of {job.digest}, whose copy {what}", deferred=deferred)
                     continue
@@ -1018,12 +1032,12 @@ def copy_all(
                 held_back = quota.admit(job, deadline.at) if job.pulls else None
                 if held_back is not None:
                     if not job.retag:
-                        deferred_copy[job.digest] = True
+                        deferred_copy[copied] = True
                     ledger.line(f"DEFERRED {job.target}: {held_back}", deferred=True)
                     continue
                 if job.retag and job.platforms and not job.single:
                     # the index an earlier entry of this build wrote of these platforms of the digest
-                    made = written.get((job.digest, platform_list(job.platforms)))
+                    made = written.get(copied)
                     reason = None if made else f"no index of {platform_list(job.platforms)} of {job.digest} written"
                     reason = reason or tag(replace(job, digest=str(made)), deadline.at, environ)[0]
                     if reason:
@@ -1043,14 +1057,13 @@ def copy_all(
                     kept = copy_platforms(job, deadline, workdir, environ, more_pulls(job))
                     spent = kept.fetched if job.registry == DOCKER_HUB else 0
                     if kept.deferred:
-                        deferred_copy[job.digest] = True
+                        deferred_copy[copied] = True
                         ledger.line(f"DEFERRED {job.target}: {kept.reason}", deferred=True, pulls=spent)
                     elif kept.reason:
-                        deferred_copy.setdefault(job.digest, False)
+                        deferred_copy.setdefault(copied, False)
                         ledger.line(f"FAILED {job.target}: {kept.reason}", pulls=spent)
                     else:
-                        if kept.made is not None:
-                            written[(job.digest, platform_list(job.platforms))] = kept.made
+                        written[copied] = kept.made or job.digest  # a single manifest is tagged as it is
                         shown = f" ({platform_list(job.platforms)} of its index, as {kept.made})" if kept.made else ""
                         ledger.line(f"COPIED {job.source} -> {job.target}{shown}", copied=True, pulls=spent)
                         artifacts(job)
@@ -1059,7 +1072,7 @@ def copy_all(
             except Exception as e:  # one entry's surprise is that entry's line, never the others'
                 reason, manifests = f"internal error: {type(e).__name__}", 0
             if reason:
-                deferred_copy.setdefault(job.digest, False)
+                deferred_copy.setdefault(copied, False)
                 ledger.line(f"FAILED {job.target}: {reason}")
             else:
                 spent = manifests if job.registry == DOCKER_HUB else 0

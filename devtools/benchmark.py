@@ -9,7 +9,9 @@ fresh ECR-side registry three ways: the real build phase (COPY_CONCURRENCY 4), t
 parallel `skopeo copy --all` loop (4 at a time) as the reference; it prints their wall times, the build's ratio to
 the loop, and the Docker Hub pulls spent per image; then the build once more, keeping two of the platforms
 (`platforms: [linux/amd64, linux/arm64]`: each platform manifest by digest, and an index of the mirror's own), with
-its wall time and pulls per image.
+its wall time and pulls per image. The platform-check scenario (`--platforms N`, timing pass; `--only-platforms`
+alone) checks N unchanged indexes (each its own digest) as whole copies and as `PLATFORMS=linux/amd64` copies (the
+mirror's own index, read from ECR by the check), alternated, and compares their medians.
 
 The floor comparison (`--floor-sizes`, timing pass only) checks N unchanged tagged images (1,000 and 10,000) with the
 real handler and with a bare-HTTP floor over the same registries and proxy: MAX_CONCURRENCY workers, each image one
@@ -636,6 +638,79 @@ def artifact_figures(
     )
 
 
+PLATFORMS_REPOSITORY = "bench/kept"
+
+
+def platform_figures(
+    hub: HubProxy, upstream: Registry, ecr: Registry, tokens: TokenServer, invoke: Any, *, count: int, repeats: int
+) -> None:
+    """What checking an image mirrored for some platforms costs the steady state: `count` indexes, each a digest of
+    its own, unchanged, checked as whole copies (the ECR side holds the upstream index) and as
+    `PLATFORMS=linux/amd64` (it holds the mirror's own index of that platform, which the check reads from ECR),
+    alternated, without the artifact search; medians compared, and the Docker Hub side's requests per image
+    counted."""
+    import hashlib
+    import os
+    import statistics
+
+    from mirror.trust import filtered_index, parse_platforms, select_platforms
+
+    layout = write_image(Path(tempfile.mkdtemp(prefix="bench-kept-")), "kept platforms")
+    whole, kept = [f"w{n}" for n in range(count)], [f"k{n}" for n in range(count)]
+    wanted = parse_platforms(["linux/amd64"])
+    hub_auth = {"Authorization": f"Bearer {push_token(tokens, PLATFORMS_REPOSITORY)}"}
+    ecr_auth = {"Authorization": "Basic " + base64.b64encode(f"{ECR_USER}:{ECR_PASSWORD}".encode()).decode()}
+    push(layout, f"{upstream.location}/{PLATFORMS_REPOSITORY}:seed", creds=f"{tokens.username}:{tokens.password}")
+    push(layout, f"{ecr.location}/mirror/{PLATFORMS_REPOSITORY}:seed", creds=f"{ECR_USER}:{ECR_PASSWORD}")
+    target = f"mirror/{PLATFORMS_REPOSITORY}"
+    for n in range(count):  # the same platforms, an index (hence a digest) of its own
+        document = json.loads(manifest_of(layout))
+        document["annotations"] = {"org.example.n": str(n)}
+        body = json.dumps(document, separators=(",", ":")).encode()
+        own = filtered_index(select_platforms(document, wanted), "sha256:" + hashlib.sha256(body).hexdigest(), wanted)
+        put_tags(upstream.url, PLATFORMS_REPOSITORY, body, layout.media_type, [whole[n], kept[n]], headers=hub_auth)
+        put_tags(ecr.url, target, body, layout.media_type, [whole[n]], headers=ecr_auth)
+        put_tags(ecr.url, target, own, "application/vnd.oci.image.index.v1+json", [kept[n]], headers=ecr_auth)
+    runs = {
+        "whole": invoke({"images": [f"{PLATFORMS_REPOSITORY}:{t}" for t in whole]}),
+        "kept": invoke({"images": [f"{PLATFORMS_REPOSITORY}:{t}" for t in kept]}),
+    }
+    seconds: dict[str, list[float]] = {"whole": [], "kept": []}
+    requests_per_image: dict[str, float] = {}
+    os.environ["COPY_ARTIFACTS"] = "false"
+    try:
+        for n in range(2 * repeats):
+            which = ("whole", "kept")[(n + n // 2) % 2]  # neither always first
+            if which == "kept":
+                os.environ["PLATFORMS"] = "linux/amd64"
+            sent = len(hub.requests)
+            with production_logging():
+                began = time.perf_counter()
+                report = runs[which]()
+                seconds[which].append(time.perf_counter() - began)
+            os.environ.pop("PLATFORMS", None)
+            if report["summary"]["unchanged"] != count:
+                raise RuntimeError(f"the run did not find every image unchanged: {report['summary']}")
+            requests_per_image[which] = round((len(hub.requests) - sent) / count, 2)
+    finally:
+        os.environ.pop("COPY_ARTIFACTS")
+        os.environ.pop("PLATFORMS", None)
+    plain, filtered = statistics.median(seconds["whole"]), statistics.median(seconds["kept"])
+    print(
+        json.dumps(
+            {
+                "scenario": f"{count} unchanged indexes, each its own digest: whole copies, and PLATFORMS=linux/amd64",
+                "images": count,
+                "secondsWhole": round(plain, 2),
+                "secondsKept": round(filtered, 2),
+                "keptToWholeRatio": round(filtered / plain, 3),
+                "dockerHubRequestsPerImage": {"whole": requests_per_image["whole"], "kept": requests_per_image["kept"]},
+                "repetitions": repeats,
+            }
+        )
+    )
+
+
 MAXIMUM_SETS, MAXIMUM_TAGS = 60, 2_000
 
 
@@ -700,7 +775,12 @@ def main(argv: list[str] | None = None) -> int:
         "--artifacts", type=int, default=0, help="images of the artifact-search scenario (timing pass; 0: skip it)"
     )
     parser.add_argument("--only-artifacts", action="store_true", help="run the artifact-search scenario alone")
+    parser.add_argument(
+        "--platforms", type=int, default=0, help="images of the platform-check scenario (timing pass; 0: skip it)"
+    )
+    parser.add_argument("--only-platforms", action="store_true", help="run the platform-check scenario alone")
     args = parser.parse_args(argv)
+    args.only_artifacts = args.only_artifacts or args.only_platforms  # both skip the same scenarios
     floor_sizes = (
         [int(n) for n in args.floor_sizes.split(",") if n.strip()]
         if not TRACE and not (args.only_retags or args.only_artifacts)
@@ -818,6 +898,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             if args.artifacts and not TRACE:
                 artifact_figures(hub, upstream, ecr, tokens, old, invoke, count=args.artifacts, repeats=args.repeats)
+            if args.platforms and not TRACE:
+                platform_figures(hub, upstream, ecr, tokens, invoke, count=args.platforms, repeats=args.repeats)
             if args.only_artifacts:
                 return 0
             unchanged_tags = [t for t in tags if t not in changed]

@@ -19,7 +19,7 @@ from .credentials import build_logins
 from .ecr import SOURCE_TAG, claim_repository
 from .imagelist import Entry, check_entries, expand_tag_sets, load_text, parse_document, parse_entries
 from .planning import Check, Copy, Outcome, Plan, batches, plan
-from .platforms import Filtered, check_filtered
+from .platforms import Filtered, Recorded, check_filtered
 from .references import DOCKER_HUB
 from .registry import (
     Credential,
@@ -228,6 +228,7 @@ def check_images(
     """
     heads = heads or {}
     tag_lists = tag_lists or {}
+    recorded = Recorded(client, ecr_host)  # what the mirror's own indexes of some platforms record
     searches: dict[tuple[str, str, str, str], Found] = {}
     searching: dict[tuple[str, str, str, str], threading.Lock] = {}
     guard = threading.Lock()
@@ -293,6 +294,10 @@ def check_images(
         assert entry.target is not None
         source_digest, error, index = entry.source.digest, None, None
         try:
+            if source_digest is not None and entry.platforms:
+                # pinned: what kind of manifest it is decides how platforms are kept (a HEAD, free)
+                pinned, _ = lookup("source", entry.source.registry, entry.source.repository, source_digest)
+                index = pinned.index if pinned is not None else None
             if source_digest is None:
                 source, ref = entry.source, entry.source.reference
                 head = heads.get((source.registry, source.repository, ref))
@@ -327,6 +332,8 @@ def check_images(
                     entry.platforms,
                     held=held is not None,
                 )
+            except DeadlineError:
+                return Check(source_digest, None, DEADLINE_REASON, complete=False)
             except RegistryError as e:
                 return Check(source_digest, target_digest, f"platforms: {e}")
             if kept.error is not None:
@@ -372,7 +379,10 @@ def check_images(
                 (ecr_host, entry.target.repository),
                 target_digest,
                 entry.platforms,
+                recorded=recorded,
             )
+        except DeadlineError:
+            return Check(digest, None, DEADLINE_REASON, complete=False)
         except RegistryError as e:
             return Check(digest, target_digest, f"platforms: {e}")
         result = Check(

@@ -382,33 +382,40 @@ class Selected:
 
 def select_platforms(index: object, wanted: Iterable[Platform]) -> Selected:
     """The descriptors of `index` (a parsed image index) whose platform one of `wanted` selects, with the attestation
-    manifests that describe them; raises PlatformError when it is no index of at most INDEX_ENTRIES_MAX descriptors."""
+    manifests that describe them, each once; raises PlatformError when it is no index of at most INDEX_ENTRIES_MAX
+    descriptors."""
     manifests = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(manifests, list) or len(manifests) > INDEX_ENTRIES_MAX:
         raise PlatformError(f"not an index of at most {INDEX_ENTRIES_MAX} manifests")
     if not all(isinstance(m, dict) and isinstance(m.get("digest"), str) for m in manifests):
         raise PlatformError("the index lists something that is not a manifest descriptor")
     wanted = tuple(wanted)
-    platforms, kept = [], set()
-    for m in manifests:
+    platforms: list[Platform] = []
+    kept: dict[int, None] = {}  # positions, in the index's order
+    selected: set[str] = set()
+    described: dict[int, str] = {}
+    for n, m in enumerate(manifests):
         annotations = m.get("annotations") if isinstance(m.get("annotations"), dict) else {}
         if annotations.get(ATTESTATION_TYPE) == "attestation-manifest":
+            of = annotations.get(ATTESTATION_OF)
+            if isinstance(of, str):
+                described[n] = of
             continue
         platform = descriptor_platform(m)
         if platform is None:
             continue
         platforms.append(platform)
-        if any(w.matches(platform) for w in wanted):
-            kept.add(m["digest"])
-    attestations = {
-        m["digest"]
-        for m in manifests
-        if isinstance(m.get("annotations"), dict)
-        and m["annotations"].get(ATTESTATION_TYPE) == "attestation-manifest"
-        and m["annotations"].get(ATTESTATION_OF) in kept
-    }
-    chosen = tuple(m for m in manifests if m["digest"] in kept or m["digest"] in attestations)
-    return Selected(chosen, tuple(dict.fromkeys(platforms)))
+        if any(w.matches(platform) for w in wanted) and m["digest"] not in selected:
+            kept[n] = None
+            selected.add(m["digest"])
+    attestations = {n for n, of in described.items() if of in selected}
+    seen: set[str] = set()
+    chosen = []
+    for n, m in enumerate(manifests):  # one descriptor per digest: the index lists each manifest once
+        if (n in kept or n in attestations) and m["digest"] not in seen:
+            seen.add(m["digest"])
+            chosen.append(m)
+    return Selected(tuple(chosen), tuple(dict.fromkeys(platforms)))
 
 
 def filtered_index(selected: Selected, upstream_digest: str, wanted: Iterable[Platform]) -> bytes:
@@ -421,7 +428,14 @@ def filtered_index(selected: Selected, upstream_digest: str, wanted: Iterable[Pl
         "manifests": list(selected.manifests),
         "annotations": {UPSTREAM_DIGEST: upstream_digest, PLATFORM_LIST: platform_list(wanted)},
     }
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def empty_index(upstream_digest: str, wanted: Iterable[Platform]) -> bytes:
+    """What a build that found none of `wanted` in the upstream index leaves in the mirror, untagged, by digest: the
+    mirror's index of nothing. Its digest follows from the upstream digest and the list alone, so the next check
+    knows it and fails the entry without a build (the repository's expiry of untagged images ends it)."""
+    return filtered_index(Selected((), ()), upstream_digest, wanted)
 
 
 def filtered_from(index: object) -> tuple[str, str] | None:
@@ -438,6 +452,13 @@ def config_platform(config: object) -> Platform | None:
     return descriptor_platform({"platform": config}) if isinstance(config, dict) else None
 
 
+#: the most platforms a reason names (an index lists at most a few dozen; its strings are upstream's)
+SHOWN_PLATFORMS = 24
+
+
 def describe_platforms(platforms: Iterable[Platform]) -> str:
-    """Platforms as a person reads them in a reason: `linux/amd64, linux/arm64`, or `no platform`."""
-    return ", ".join(str(p) for p in platforms) or "no platform"
+    """Platforms as a person reads them in a reason: `linux/amd64, linux/arm64`, or `no platform`; upstream's
+    strings, so each is cut to 80 characters and escaped, and at most SHOWN_PLATFORMS are named."""
+    named = [ascii(str(p))[1:-1][:80] for p in platforms]
+    more = f" and {len(named) - SHOWN_PLATFORMS} more" if len(named) > SHOWN_PLATFORMS else ""
+    return ", ".join(named[:SHOWN_PLATFORMS]) + more or "no platform"

@@ -258,3 +258,52 @@ def test_the_build_refuses_platforms_that_are_not_platforms(mirror: Mirror, tmp_
     assert "not a platform" in refused[0]
     assert "non-empty list" in refused[1]
     assert "comes with platforms" in refused[2]
+
+
+def test_a_docker_hub_index_without_the_platforms_fails_in_its_build_then_in_the_check_free(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    hub = mirror.registries.hub
+    # Given a Docker Hub index of amd64 and arm64, and an entry that runs s390x
+    mirror.seed("elsewhere", "two platforms", tag="1")
+    entry = {"source": f"{mirror.image('elsewhere')}:1", "platforms": ["linux/s390x"]}
+
+    # When the function runs, then it cannot know without a pull: the build reads the index, once, and fails it
+    (first,) = mirror.invoke({"images": [entry]})["images"]
+    assert first["status"] == "missing"
+    before = hub.pulls()
+    run = build(mirror, tmp_path, succeed=False)
+    assert hub.pulls() - before == 1
+    (failed,) = run.lines("FAILED")
+    assert "has linux/amd64, linux/arm64, none of linux/s390x" in failed
+    assert ecr_digest(mirror, "mirror/" + mirror.image("elsewhere"), "1") is None
+
+    # When the function runs again, then the entry fails at the check, free, and no build starts
+    builds, before = len(mirror.builds), hub.pulls()
+    (again,) = mirror.invoke({"images": [entry]})["images"]
+    assert again["status"] == "failed"
+    assert "has none of linux/s390x, as the build that read its index found" in again["error"]
+    assert (len(mirror.builds), hub.pulls()) == (builds, before)
+
+    # When the list asks for a platform the index has, then it is copied
+    (fixed,) = mirror.invoke({"images": [{**entry, "platforms": ["linux/arm64"]}]})["images"]
+    assert fixed["status"] == "missing"
+
+
+def test_a_pinned_single_manifest_with_platforms_is_copied_once_then_unchanged(mirror: Mirror, tmp_path: Path) -> None:
+    hub = mirror.registries.hub
+    single = mirror.seed("pinned", "one platform, pinned", kind="oci-manifest", tag="1")
+    entry = {"source": f"{mirror.image('pinned')}:1@{single.digest}", "platforms": ["linux/amd64"]}
+
+    (first,) = mirror.invoke({"images": [entry]})["images"]
+    assert first["status"] == "missing"
+    assert first["pulls"] == 1  # its HEAD (free) says it is one manifest
+    before = hub.pulls()
+    build(mirror, tmp_path)
+    assert hub.pulls() - before == 1
+    assert ecr_digest(mirror, "mirror/" + mirror.image("pinned"), "1") == single.digest
+
+    builds = len(mirror.builds)
+    (again,) = mirror.invoke({"images": [entry]})["images"]
+    assert again["status"] == "unchanged"
+    assert len(mirror.builds) == builds

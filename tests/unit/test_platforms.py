@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,18 @@ import pytest
 
 from mirror.imagelist import parse_entries
 from mirror.planning import Check, Status, plan
+from mirror.registry import DeadlineError, ManifestHead, RegistryClient
 from mirror.settings import ConfigurationError, Settings
+from mirror.stages import DEADLINE_REASON, check_images
 from mirror.trust import (
     PLATFORM_LIST,
     PLATFORMS_MAX,
+    SHOWN_PLATFORMS,
     UPSTREAM_DIGEST,
     Platform,
     PlatformError,
     config_platform,
+    describe_platforms,
     descriptor_platform,
     filtered_from,
     filtered_index,
@@ -247,3 +252,46 @@ def test_the_plan_copies_a_filtered_index_once_per_repository_and_keeps_its_plat
     )
     assert third.copy is None
     assert third.mirrored_from == A
+
+
+def test_an_index_that_lists_one_manifest_for_two_platforms_gives_it_once_under_the_platform_asked() -> None:
+    shared = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": A, "size": 1}
+    index = {
+        "manifests": [
+            {**shared, "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
+            {**shared, "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+            {"digest": B, "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                                          "vnd.docker.reference.digest": ["not", "a", "digest"]}},
+        ]
+    }  # fmt: skip
+    selected = select_platforms(index, parse_platforms(["linux/arm/v7"]))
+    assert [m["platform"] for m in selected.manifests] == [{"os": "linux", "architecture": "arm", "variant": "v7"}]
+    both = select_platforms(index, parse_platforms(["linux/arm/v7", "linux/arm/v6"]))
+    assert both.digests == (A,)
+
+
+def test_a_reason_names_upstream_s_platforms_bounded_and_escaped() -> None:
+    many = [Platform("linux", f"arch{n}\n" + "x" * 200) for n in range(SHOWN_PLATFORMS + 5)]
+    text = describe_platforms(many)
+    assert "\n" not in text
+    assert text.endswith(" and 5 more")
+    assert len(text) < (SHOWN_PLATFORMS + 1) * 82
+    assert describe_platforms([]) == "no platform"
+
+
+class Cutoff(RegistryClient):
+    """A registry client whose time runs out at the first GET of a manifest (the mirror's index)."""
+
+    def manifest_head(self, host: str, repository: str, reference: str) -> ManifestHead:
+        return ManifestHead(A if host == "docker.io" else B, True)
+
+    def manifest(self, host: str, repository: str, reference: str) -> bytes:
+        raise DeadlineError("deadline: no time left for the request")
+
+
+def test_a_platform_check_cut_by_the_deadline_is_incomplete_not_failed() -> None:
+    entries = parse_entries(["nginx:1.27"], "mirror", platforms=parse_platforms(["linux/amd64"]))
+    (check,) = check_images(
+        entries, Cutoff(), "123456789012.dkr.ecr.us-east-1.amazonaws.com", concurrency=1, log=logging.getLogger()
+    ).values()
+    assert (check.error, check.complete) == (DEADLINE_REASON, False)

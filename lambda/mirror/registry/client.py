@@ -57,6 +57,8 @@ TAGS_MAX = 10_000
 TAGS_BODY_CAP = 2 * 2**20
 #: the most manifests an index may list before it is not believed (a real one lists a few dozen platforms)
 INDEX_MAX = 1000
+#: the most of a blob read (an image's config, which a long history or many labels grow past the body cap)
+BLOB_CAP = 2**20
 _TAG_RE = re.compile(TAG)
 
 
@@ -208,13 +210,13 @@ class RegistryClient:
         return reply.body
 
     def blob(self, host: str, repository: str, digest: str) -> bytes:
-        """The blob `repository@digest` (an image's config: a few KiB, within the body cap), its digest checked. A
+        """The blob `repository@digest` (an image's config: a few KiB, at most BLOB_CAP), its digest checked. A
         registry may redirect it to storage on another host (ECR to S3), followed by the trust rule without the
         registry's credentials. Blobs are no pulls on Docker Hub, which counts manifests."""
         registry = self._host(host)
         url = f"{registry.base_url}/v2/{repository}/blobs/{digest}"
         what = f"{host}/{repository} blob {digest}"
-        reply, _ = self._request(registry, repository, "GET", url, {}, what)
+        reply, _ = self._request(registry, repository, "GET", url, {}, what, cap=BLOB_CAP)
         if "sha256:" + hashlib.sha256(reply.body).hexdigest() != digest:
             raise BadResponseError(f"{what}: the registry served a blob of another digest")
         return reply.body
