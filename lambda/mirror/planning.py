@@ -169,13 +169,30 @@ def plan(entries: Sequence[Entry], checks: Mapping[int, Check]) -> Plan:
     """Decide every entry; a duplicate takes the check of the entry it repeats. `checks` is keyed by entry index.
 
     Never pay twice: of the copies that bring one new digest into one repository, the first (in list order) is
-    copied and charged; the others are re-tags written after it (`after`). An artifact is copied into a repository
-    once, by the first copy that carries it: a copy left with nothing to write (an unchanged image's) is dropped.
+    copied and charged; the others are re-tags written after it (`after`). A copy of some platforms whose index of
+    them another tag of the repository holds up to date is a re-tag of that index. An artifact is copied into a
+    repository once, by the first copy that carries it: a copy left with nothing to write (an unchanged image's) is
+    dropped.
     """
     decisions = [
         decide(entry, checks.get(entry.duplicate_of if entry.duplicate_of is not None else entry.index))
         for entry in entries
     ]
+    # The mirror's own index of some platforms of an upstream digest, where another tag of the repository has it
+    # up to date: a copy of that digest with those platforms is a re-tag of it (no pull).
+    made: dict[tuple[str, str, tuple[str, ...]], str] = {}
+    for entry, decision in zip(entries, decisions, strict=True):
+        if decision.status == Status.UNCHANGED and decision.mirrored_from and decision.target_digest and entry.target:
+            key = (entry.target.repository, decision.mirrored_from, tuple(str(p) for p in entry.platforms))
+            made.setdefault(key, decision.target_digest)
+    for i, decision in enumerate(decisions):
+        copy = decision.copy
+        if copy is None or copy.retag or not copy.platforms or copy.single or copy.index != decision.index:
+            continue
+        held = made.get((copy.target.repository, copy.digest, copy.platforms))
+        if held is not None:
+            extra = sum(a.pulls for a in copy.artifacts)
+            decisions[i] = replace(decision, copy=replace(copy, digest=held, retag=True, pulls=extra, platforms=()))
     first: dict[tuple[str, str, tuple[str, ...]], int] = {}
     for i, decision in enumerate(decisions):
         copy = decision.copy

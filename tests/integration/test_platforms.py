@@ -307,3 +307,33 @@ def test_a_pinned_single_manifest_with_platforms_is_copied_once_then_unchanged(m
     (again,) = mirror.invoke({"images": [entry]})["images"]
     assert again["status"] == "unchanged"
     assert len(mirror.builds) == builds
+
+
+def test_a_new_tag_of_an_index_mirrored_for_those_platforms_is_a_re_tag_of_the_mirror_s_index(
+    mirror: Mirror, tmp_path: Path
+) -> None:
+    hub = mirror.registries.hub
+    # Given an index mirrored for arm64 under tag 1, and tag 2 of the same index upstream, not yet in the list
+    upstream = mirror.seed("moved", "moved", tag="1", arches=THREE)
+    mirror.seed("moved", "moved", tag="2", arches=THREE)
+    entries = [{"source": f"{mirror.image('moved')}:{t}", "platforms": ["linux/arm64"]} for t in ("1", "2")]
+    mirror.invoke({"images": entries[:1]})
+    build(mirror, tmp_path)
+    repository = "mirror/" + mirror.image("moved")
+    made = ecr_digest(mirror, repository, "1")
+    assert made is not None
+
+    # When the list gains tag 2, then its copy is a re-tag of the mirror's own index: no pull, the same digest
+    first, second = mirror.invoke({"images": entries})["images"]
+    assert first["status"] == "unchanged"
+    assert (second["status"], second["sourceDigest"], second.get("retag"), second["pulls"]) == (
+        "missing",
+        upstream.digest,
+        True,
+        0,
+    )
+    before = hub.pulls()
+    build(mirror, tmp_path)
+    assert hub.pulls() == before
+    assert ecr_digest(mirror, repository, "2") == made
+    assert [r["status"] for r in mirror.invoke({"images": entries})["images"]] == ["unchanged", "unchanged"]

@@ -236,7 +236,7 @@ def test_the_plan_copies_a_filtered_index_once_per_repository_and_keeps_its_plat
     checks = {
         0: Check(A, None, pulls=3, up_to_date=False, platforms=("linux/amd64",)),
         1: Check(A, None, pulls=3, up_to_date=False, platforms=("linux/amd64",)),
-        2: Check(A, B, up_to_date=True, mirrored_from=A, platforms=("linux/amd64",)),
+        2: Check(B, A, up_to_date=True, mirrored_from=B, platforms=("linux/amd64",)),  # another upstream digest
     }
     result = plan(entries, checks)
     first, second, third = result.decisions
@@ -251,7 +251,7 @@ def test_the_plan_copies_a_filtered_index_once_per_repository_and_keeps_its_plat
         0,
     )
     assert third.copy is None
-    assert third.mirrored_from == A
+    assert third.mirrored_from == B
 
 
 def test_an_index_that_lists_one_manifest_for_two_platforms_gives_it_once_under_the_platform_asked() -> None:
@@ -295,3 +295,20 @@ def test_a_platform_check_cut_by_the_deadline_is_incomplete_not_failed() -> None
         entries, Cutoff(), "123456789012.dkr.ecr.us-east-1.amazonaws.com", concurrency=1, log=logging.getLogger()
     ).values()
     assert (check.error, check.complete) == (DEADLINE_REASON, False)
+
+
+def test_a_copy_of_platforms_another_tag_holds_up_to_date_is_a_re_tag_of_the_mirror_s_index() -> None:
+    wanted = parse_platforms(["linux/amd64"])
+    entries = parse_entries(["node:22", "node:latest", "node:other"], "mirror", platforms=wanted)
+    kept = ("linux/amd64",)
+    checks = {
+        0: Check(A, B, up_to_date=True, mirrored_from=A, platforms=kept),
+        1: Check(A, None, pulls=3, up_to_date=False, platforms=kept),
+        2: Check(B, None, pulls=3, up_to_date=False, platforms=kept),  # another upstream digest: copied
+    }
+    _, latest, other = plan(entries, checks).decisions
+    assert latest.copy is not None
+    assert (latest.copy.digest, latest.copy.retag, latest.copy.pulls, latest.copy.platforms) == (B, True, 0, ())
+    assert latest.source_digest == A
+    assert other.copy is not None
+    assert (other.copy.digest, other.copy.retag, other.copy.platforms) == (B, False, kept)
