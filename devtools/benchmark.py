@@ -564,6 +564,42 @@ def floor_figures(
     return figures
 
 
+def alternated(
+    hub: HubProxy,
+    runs: dict[str, tuple[dict[str, str], Callable[[], dict[str, Any]]]],
+    *,
+    count: int,
+    repeats: int,
+    expect: Callable[[dict[str, Any]], bool],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Two runs (a name -> the environment it sets, the run), `repeats` times each, alternated so that neither
+    always goes first: the median seconds of each, and the Docker Hub side's requests per image (of `count`). Each
+    report must meet `expect`."""
+    import os
+    import statistics
+
+    (a, b) = runs
+    seconds: dict[str, list[float]] = {a: [], b: []}
+    requests_per_image: dict[str, float] = {}
+    for n in range(2 * repeats):
+        which = (a, b)[(n + n // 2) % 2]  # a, b, b, a, a, b
+        env, run = runs[which]
+        os.environ.update(env)
+        sent = len(hub.requests)
+        try:
+            with production_logging():
+                began = time.perf_counter()
+                report = run()
+                seconds[which].append(time.perf_counter() - began)
+        finally:
+            for name in env:
+                os.environ.pop(name, None)
+        if not expect(report):
+            raise RuntimeError(f"the {which} run did not go as the scenario says: {report['summary']}")
+        requests_per_image[which] = round((len(hub.requests) - sent) / count, 2)
+    return {k: statistics.median(v) for k, v in seconds.items()}, requests_per_image
+
+
 ARTIFACTS_REPOSITORY = "bench/distinct"
 
 
@@ -581,8 +617,6 @@ def artifact_figures(
     """What looking for artifacts costs the steady state: `count` unchanged, unsigned images, each a digest of its
     own (so each is searched: the search is kept per digest), checked with COPY_ARTIFACTS off and on, alternated;
     medians compared, and the Docker Hub side's requests per image counted."""
-    import os
-    import statistics
 
     tags = [f"d{n}" for n in range(count)]
     manifest = manifest_of(layout)
@@ -608,21 +642,18 @@ def artifact_figures(
                     timeout=10,
                 ).raise_for_status()
     run = invoke({"images": [f"{ARTIFACTS_REPOSITORY}:{t}" for t in tags]})
-    seconds: dict[str, list[float]] = {"false": [], "true": []}
-    requests_per_image: dict[str, float] = {}
-    for n in range(2 * repeats):
-        setting = ("false", "true")[(n + n // 2) % 2]  # off, on, on, off, off, on: neither always first
-        os.environ["COPY_ARTIFACTS"] = setting
-        sent = len(hub.requests)
-        with production_logging():
-            began = time.perf_counter()
-            report = run()
-            seconds[setting].append(time.perf_counter() - began)
-        if report["summary"]["unchanged"] != count or report["summary"]["artifactsFound"]:
-            raise RuntimeError(f"the run did not find every image unchanged and unsigned: {report['summary']}")
-        requests_per_image[setting] = round((len(hub.requests) - sent) / count, 2)
-    os.environ.pop("COPY_ARTIFACTS")
-    off, on = statistics.median(seconds["false"]), statistics.median(seconds["true"])
+
+    def unsigned(report: dict[str, Any]) -> bool:
+        return bool(report["summary"]["unchanged"] == count and not report["summary"]["artifactsFound"])
+
+    seconds, requests_per_image = alternated(
+        hub,
+        {"false": ({"COPY_ARTIFACTS": "false"}, run), "true": ({"COPY_ARTIFACTS": "true"}, run)},
+        count=count,
+        repeats=repeats,
+        expect=unsigned,
+    )
+    off, on = seconds["false"], seconds["true"]
     print(
         json.dumps(
             {
@@ -642,7 +673,15 @@ PLATFORMS_REPOSITORY = "bench/kept"
 
 
 def platform_figures(
-    hub: HubProxy, upstream: Registry, ecr: Registry, tokens: TokenServer, invoke: Any, *, count: int, repeats: int
+    workdir: Path,
+    hub: HubProxy,
+    upstream: Registry,
+    ecr: Registry,
+    tokens: TokenServer,
+    invoke: Any,
+    *,
+    count: int,
+    repeats: int,
 ) -> None:
     """What checking an image mirrored for some platforms costs the steady state: `count` indexes, each a digest of
     its own, unchanged, checked as whole copies (the ECR side holds the upstream index) and as
@@ -650,12 +689,10 @@ def platform_figures(
     alternated, without the artifact search; medians compared, and the Docker Hub side's requests per image
     counted."""
     import hashlib
-    import os
-    import statistics
 
     from mirror.trust import filtered_index, parse_platforms, select_platforms
 
-    layout = write_image(Path(tempfile.mkdtemp(prefix="bench-kept-")), "kept platforms")
+    layout = write_image(workdir / "kept", "kept platforms")
     whole, kept = [f"w{n}" for n in range(count)], [f"k{n}" for n in range(count)]
     wanted = parse_platforms(["linux/amd64"])
     hub_auth = {"Authorization": f"Bearer {push_token(tokens, PLATFORMS_REPOSITORY)}"}
@@ -671,31 +708,19 @@ def platform_figures(
         put_tags(upstream.url, PLATFORMS_REPOSITORY, body, layout.media_type, [whole[n], kept[n]], headers=hub_auth)
         put_tags(ecr.url, target, body, layout.media_type, [whole[n]], headers=ecr_auth)
         put_tags(ecr.url, target, own, "application/vnd.oci.image.index.v1+json", [kept[n]], headers=ecr_auth)
-    runs = {
-        "whole": invoke({"images": [f"{PLATFORMS_REPOSITORY}:{t}" for t in whole]}),
-        "kept": invoke({"images": [f"{PLATFORMS_REPOSITORY}:{t}" for t in kept]}),
-    }
-    seconds: dict[str, list[float]] = {"whole": [], "kept": []}
-    requests_per_image: dict[str, float] = {}
-    os.environ["COPY_ARTIFACTS"] = "false"
-    try:
-        for n in range(2 * repeats):
-            which = ("whole", "kept")[(n + n // 2) % 2]  # neither always first
-            if which == "kept":
-                os.environ["PLATFORMS"] = "linux/amd64"
-            sent = len(hub.requests)
-            with production_logging():
-                began = time.perf_counter()
-                report = runs[which]()
-                seconds[which].append(time.perf_counter() - began)
-            os.environ.pop("PLATFORMS", None)
-            if report["summary"]["unchanged"] != count:
-                raise RuntimeError(f"the run did not find every image unchanged: {report['summary']}")
-            requests_per_image[which] = round((len(hub.requests) - sent) / count, 2)
-    finally:
-        os.environ.pop("COPY_ARTIFACTS")
-        os.environ.pop("PLATFORMS", None)
-    plain, filtered = statistics.median(seconds["whole"]), statistics.median(seconds["kept"])
+    whole_run = invoke({"images": [f"{PLATFORMS_REPOSITORY}:{t}" for t in whole]})
+    kept_run = invoke({"images": [f"{PLATFORMS_REPOSITORY}:{t}" for t in kept]})
+    seconds, requests_per_image = alternated(
+        hub,
+        {
+            "whole": ({"COPY_ARTIFACTS": "false"}, whole_run),
+            "kept": ({"COPY_ARTIFACTS": "false", "PLATFORMS": "linux/amd64"}, kept_run),
+        },
+        count=count,
+        repeats=repeats,
+        expect=lambda report: bool(report["summary"]["unchanged"] == count),
+    )
+    plain, filtered = seconds["whole"], seconds["kept"]
     print(
         json.dumps(
             {
@@ -899,7 +924,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.artifacts and not TRACE:
                 artifact_figures(hub, upstream, ecr, tokens, old, invoke, count=args.artifacts, repeats=args.repeats)
             if args.platforms and not TRACE:
-                platform_figures(hub, upstream, ecr, tokens, invoke, count=args.platforms, repeats=args.repeats)
+                platform_figures(
+                    workdir, hub, upstream, ecr, tokens, invoke, count=args.platforms, repeats=args.repeats
+                )
             if args.only_artifacts:
                 return 0
             unchanged_tags = [t for t in tags if t not in changed]

@@ -20,11 +20,13 @@ from tests.integration.conftest import Mirror, ecr_digest
 THREE = ("amd64", "arm64/v8", "arm/v7")
 
 
-def build(mirror: Mirror, workdir: Path, *, succeed: bool = True) -> BuildRun:
-    """The real build of the last StartBuild the function made."""
+def build(
+    mirror: Mirror, workdir: Path, *, succeed: bool = True, entries: list[dict[str, Any]] | None = None
+) -> BuildRun:
+    """The real build of the last StartBuild the function made (or of `entries`)."""
     auth = auth_file(workdir / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
     run = run_build_phase(
-        mirror.mirror_images()[-1],
+        mirror.mirror_images()[-1] if entries is None else entries,
         auth,
         cwd=workdir,
         ecr_registry=mirror.registries.ecr.location,
@@ -243,15 +245,8 @@ def test_the_build_refuses_platforms_that_are_not_platforms(mirror: Mirror, tmp_
         "registry": "docker.io",
         "pulls": 3,
     }
-    auth = auth_file(tmp_path / "auth.json", {mirror.registries.ecr.location: (ECR_USER, ECR_PASSWORD)})
     bad = [{**base, "platforms": ["linux"]}, {**base, "platforms": "linux/amd64"}, {**base, "single": True}]
-    run = run_build_phase(
-        bad,
-        auth,
-        cwd=tmp_path,
-        ecr_registry=mirror.registries.ecr.location,
-        registry_endpoints=mirror.env["REGISTRY_ENDPOINTS"],
-    )
+    run = build(mirror, tmp_path, succeed=False, entries=bad)
     refused = run.lines("REFUSED")
     assert len(refused) == 3, run.output
     assert "platforms:" in refused[0]
