@@ -61,6 +61,8 @@ SAMPLES = [
     ("library/amazonlinux", "2023", "oci-manifest"),
     ("bitnami/redis", "7.4", "docker-manifest"),
 ]
+#: the samples mirrored for some platforms only (`platforms:` on their entry): the mirror writes an index of its own
+PLATFORMS = {"library/alpine": ["linux/arm64"]}
 CHANGED = "library/nginx"
 #: an image of registry.k8s.io, whose front end redirects every registry request to its Artifact Registry backend
 K8S_IMAGE = ("pause", "3.10")
@@ -157,7 +159,12 @@ class Sandbox:
 
         session = boto3.session.Session()
         session.client("s3").create_bucket(Bucket=BUCKET)
-        images = "\n".join(f"  - {r.removeprefix('library/')}:{t}" for r, t, _ in SAMPLES)
+        images = "\n".join(
+            f"  - {{source: {r.removeprefix('library/')}:{t}, platforms: [{', '.join(PLATFORMS[r])}]}}"
+            if r in PLATFORMS
+            else f"  - {r.removeprefix('library/')}:{t}"
+            for r, t, _ in SAMPLES
+        )
         repository, rule = TAG_SET
         images += f"\n  - source: {repository.removeprefix('library/')}\n    tags: {json.dumps(rule)}"
         images += f"\n  - registry.k8s.io/{K8S_IMAGE[0]}:{K8S_IMAGE[1]}"
@@ -266,7 +273,7 @@ def table(title: str, report: dict[str, Any], builds: list[BuildRun] | None) -> 
             copy_state = "-"  # its re-tag only brought the artifacts
         rows.append(
             (
-                image["source"],
+                image["source"] + (f" ({', '.join(image['platforms'])})" if image.get("platforms") else ""),
                 image["status"],
                 short(image["sourceDigest"]),
                 short(image["targetDigest"]),
