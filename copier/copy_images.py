@@ -369,12 +369,13 @@ def copy(job: Job, deadline: Deadline, workdir: str, environ: Mapping[str, str])
     return (reason, 0) if reason else tag(job, deadline.at, environ)
 
 
-def push(job: Job, deadline: Deadline, workdir: str) -> str | None:
-    """Copy `job.source` (every platform) to the target repository by its digest, which skopeo's --digestfile must
-    confirm. None, or why not."""
+def push(job: Job, deadline: Deadline, workdir: str, *, every: bool = True) -> str | None:
+    """Copy `job.source` (every platform; `every` False: one manifest, which an index then fails to be) to the
+    target repository by its digest, which skopeo's --digestfile must confirm. None, or why not."""
     digest_file = os.path.join(workdir, f"digest-{job.number}-{job.digest[7:19]}")
     tls_flags = [f"--src-tls-verify={tls(job.source_host)}", f"--dest-tls-verify={tls(job.target_host)}"]
-    flags = ["copy", "--all", "--preserve-digests", "--retry-times", "3", "--quiet", "--digestfile", digest_file]
+    flags = ["copy", *(["--all"] if every else []), "--preserve-digests", "--retry-times", "3", "--quiet"]
+    flags += ["--digestfile", digest_file]
     pushed = skopeo(
         [*flags, *tls_flags, f"docker://{job.source}", f"docker://{job.repository}@{job.digest}"], deadline.left()
     )
@@ -567,9 +568,10 @@ def copy_platforms(
         # Left untagged for the next check, which knows its digest and fails the entry without a build.
         marker = empty_index(job.digest, job.platforms)
         digest = "sha256:" + hashlib.sha256(marker).hexdigest()
-        put_manifest(job, digest, marker, OCI_INDEX, deadline.at, environ)
+        unmarked = put_manifest(job, digest, marker, OCI_INDEX, deadline.at, environ)
         has = describe_platforms(selected.platforms)
-        return Kept(f"platforms: {job.source} has {has}, none of {platform_list(job.platforms)}", 1)
+        left = f" (the next run cannot know it without this build: {unmarked})" if unmarked else ""
+        return Kept(f"platforms: {job.source} has {has}, none of {platform_list(job.platforms)}{left}", 1)
     missing = [d for d in selected.digests if not in_mirror(job, d, deadline.at, environ)]
     if 1 + len(missing) > job.pulls:
         held_back = more_pulls(1 + len(missing) - job.pulls)
@@ -590,17 +592,19 @@ def copy_platforms(
 def copy_single(job: Job, deadline: Deadline, workdir: str, environ: Mapping[str, str]) -> Kept:
     """A source that is one manifest, pushed by its digest (one pull), then tagged only if the platform its config
     names, read back from the mirror (no pull), is one of the job's: a manifest of another platform stays untagged
-    (and the next run's check, which reads it from the mirror free, fails its entry without a build)."""
-    reason = push(job, deadline, workdir)
+    (and the next run's check, which reads it from the mirror free, fails its entry without a build). Pushed
+    without --all: an index said to be one manifest fails by its digest, having fetched one platform, not all."""
+    reason = push(job, deadline, workdir, every=False)
     if reason:
         return Kept(reason, 0)
     try:
         held = read_back(job, job.digest, deadline.at, environ)
-        manifests = listed_digests(held[0]) if not isinstance(held, str) else None
-    except (OSError, http.client.HTTPException, ValueError):  # TimeoutError and UntrustedURLError among them
-        held, manifests = "it could not be read back", None
-    if isinstance(held, str) or manifests is not None:
-        return Kept(f"platforms: {job.repository}@{job.digest} is not one manifest ({held})", 1)
+        document = json.loads(held[0]) if not isinstance(held, str) else None
+    except (OSError, http.client.HTTPException, ValueError, RecursionError):  # TimeoutError, UntrustedURLError too
+        held, document = "it could not be read back", None
+    if isinstance(held, str) or not isinstance(document, dict) or "manifests" in document:
+        why = held if isinstance(held, str) else "an index"
+        return Kept(f"platforms: {job.repository}@{job.digest} is not one manifest ({why})", 1)
     config = ["inspect", "--config", "--raw", f"--tls-verify={tls(job.target_host)}"]
     read = skopeo([*config, f"docker://{job.repository}@{job.digest}"], deadline.left())
     if read is None or read.returncode != 0:
@@ -610,9 +614,8 @@ def copy_single(job: Job, deadline: Deadline, workdir: str, environ: Mapping[str
     except (ValueError, RecursionError):
         found = None
     if found is None or not any(p.matches(found) for p in job.platforms):
-        return Kept(
-            f"platforms: {job.source} is {found or 'of no platform'} alone, none of {platform_list(job.platforms)}", 1
-        )
+        alone = describe_platforms([found]) if found is not None else "of no platform"
+        return Kept(f"platforms: {job.source} is {alone} alone, none of {platform_list(job.platforms)}", 1)
     reason, _ = tag(job, deadline.at, environ)
     return Kept(reason, 1)
 

@@ -34,13 +34,15 @@ class Filtered:
     with these platforms (or a single manifest of one of them is mirrored as it is). `mirrored_from`: the upstream
     digest the mirror's index records. `pulls`: what the copy is estimated to fetch. `single`: the source is one
     manifest, copied as it is once its platform is known to match (by the build, when the check could not read it
-    free). `error`: why the entry cannot be copied (none of its platforms, or its manifests unreadable)."""
+    free). `error`: why the entry cannot be copied (none of its platforms, or its manifests unreadable). `index`:
+    the source is an index (whatever its HEAD said), and all of this is of its selection."""
 
     up_to_date: bool = False
     mirrored_from: str | None = None
     pulls: int | None = None
     single: bool = False
     error: str | None = None
+    index: bool = False
 
 
 class Recorded:
@@ -101,34 +103,36 @@ def check_filtered(
         if isinstance(document, dict) and "manifests" not in document:
             return _single(client, where, document, platforms, shown, up_to_date=target_digest == digest)
         if target_digest == digest:  # upstream's whole index, copied before this list: now a selection of it
-            return Filtered(pulls=1 + PULLS_PER_PLATFORM * len(platforms))
+            return Filtered(pulls=1 + PULLS_PER_PLATFORM * len(platforms), index=True)
     mirrored = None
     if target_digest is not None:
         mirrored = (recorded or Recorded(client, ecr_host))(target_repository, target_digest)
     if mirrored == (digest, wanted):
-        return Filtered(up_to_date=True, mirrored_from=digest)
+        return Filtered(index=True, up_to_date=True, mirrored_from=digest)
     mirrored_from = mirrored[0] if mirrored is not None else None
     if host == DOCKER_HUB:  # its index is a counted pull: the build reads it, once, for the copy
         if _found_none(client, mirror, digest, platforms):
             return Filtered(
+                index=True,
                 error=f"platforms: {shown} has none of {wanted}, as the build that read its index found (its log "
                 "names the platforms it has)",
                 mirrored_from=mirrored_from,
             )
-        return Filtered(mirrored_from=mirrored_from, pulls=1 + PULLS_PER_PLATFORM * len(platforms))
+        return Filtered(index=True, mirrored_from=mirrored_from, pulls=1 + PULLS_PER_PLATFORM * len(platforms))
     document = _json(client.manifest(host, repository, digest))
     if isinstance(document, dict) and "manifests" not in document:  # one manifest after all (a pinned digest)
         return _single(client, source, document, platforms, shown, up_to_date=False)
     try:
         selected = select_platforms(document, platforms)
     except PlatformError as e:
-        return Filtered(error=f"platforms: {shown}: {e}", mirrored_from=mirrored_from)
+        return Filtered(index=True, error=f"platforms: {shown}: {e}", mirrored_from=mirrored_from)
     if not selected.manifests:
         return Filtered(
+            index=True,
             error=f"platforms: {shown} has {describe_platforms(selected.platforms)}, none of {wanted}",
             mirrored_from=mirrored_from,
         )
-    return Filtered(mirrored_from=mirrored_from, pulls=1 + len(selected.manifests))
+    return Filtered(index=True, mirrored_from=mirrored_from, pulls=1 + len(selected.manifests))
 
 
 def _single(

@@ -336,6 +336,8 @@ def check_images(
                 return Check(source_digest, None, DEADLINE_REASON, complete=False)
             except RegistryError as e:
                 return Check(source_digest, target_digest, f"platforms: {e}")
+            if kept.index:  # its HEAD said one manifest, its bytes say an index: its platforms are selected
+                return filtered(entry, source_digest, True, target_digest, kept)
             if kept.error is not None:
                 return Check(source_digest, target_digest, kept.error)
         found = Found()
@@ -365,13 +367,16 @@ def check_images(
             budget.found(result, entry.target.repository)
         return result
 
-    def filtered(entry: Entry, digest: str, index: bool | None, target_digest: str | None) -> Check:
+    def filtered(
+        entry: Entry, digest: str, index: bool | None, target_digest: str | None, kept: Filtered | None = None
+    ) -> Check:
         """The check of an index whose copy keeps the entry's platforms only: the mirror's own index of them is
-        compared (`platforms.check_filtered`); no upstream digest is ever mirrored under another tag as it is."""
+        compared (`platforms.check_filtered`, unless `kept` says already); no upstream digest is ever mirrored under
+        another tag as it is."""
         assert entry.source is not None
         assert entry.target is not None
         try:
-            kept = check_filtered(
+            kept = kept or check_filtered(
                 client,
                 (entry.source.registry, entry.source.repository),
                 digest,

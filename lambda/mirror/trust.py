@@ -254,6 +254,8 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 #: the annotations of an index the mirror writes of some platforms of an upstream one: the upstream index's digest and
 #: the platforms it was made from (this project's own keys: not org.opencontainers ones, which mean something else)
 UPSTREAM_DIGEST = "ecr-mirror.upstream-digest"
+#: a manifest's digest as a filtered copy accepts one from upstream (sha256, the only one registries serve here)
+_SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
 PLATFORM_LIST = "ecr-mirror.platforms"
 #: Docker's build attestations inside an index: `unknown/unknown` manifests naming the platform manifest they describe
 #: (docker/buildx docs/reference/attestation-storage: `vnd.docker.reference.type`, `vnd.docker.reference.digest`)
@@ -387,8 +389,10 @@ def select_platforms(index: object, wanted: Iterable[Platform]) -> Selected:
     manifests = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(manifests, list) or len(manifests) > INDEX_ENTRIES_MAX:
         raise PlatformError(f"not an index of at most {INDEX_ENTRIES_MAX} manifests")
-    if not all(isinstance(m, dict) and isinstance(m.get("digest"), str) for m in manifests):
-        raise PlatformError("the index lists something that is not a manifest descriptor")
+    if not all(
+        isinstance(m, dict) and isinstance(d := m.get("digest"), str) and _SHA256.fullmatch(d) for m in manifests
+    ):
+        raise PlatformError("the index lists something that is not a manifest descriptor with a sha256 digest")
     wanted = tuple(wanted)
     platforms: list[Platform] = []
     kept: dict[int, None] = {}  # positions, in the index's order
@@ -444,7 +448,9 @@ def filtered_from(index: object) -> tuple[str, str] | None:
     if not isinstance(annotations, dict):
         return None
     upstream, platforms = annotations.get(UPSTREAM_DIGEST), annotations.get(PLATFORM_LIST)
-    return (upstream, platforms) if isinstance(upstream, str) and isinstance(platforms, str) else None
+    if not isinstance(upstream, str) or not _SHA256.fullmatch(upstream) or not isinstance(platforms, str):
+        return None
+    return upstream, platforms
 
 
 def config_platform(config: object) -> Platform | None:

@@ -14,7 +14,7 @@ import pytest
 
 from mirror.imagelist import parse_entries
 from mirror.planning import Check, Status, plan
-from mirror.registry import DeadlineError, ManifestHead, RegistryClient
+from mirror.registry import DeadlineError, ManifestHead, NotFoundError, RegistryClient
 from mirror.settings import ConfigurationError, Settings
 from mirror.stages import DEADLINE_REASON, check_images
 from mirror.trust import (
@@ -312,3 +312,24 @@ def test_a_copy_of_platforms_another_tag_holds_up_to_date_is_a_re_tag_of_the_mir
     assert latest.source_digest == A
     assert other.copy is not None
     assert (other.copy.digest, other.copy.retag, other.copy.platforms) == (B, False, kept)
+
+
+class SaysSingle(RegistryClient):
+    """quay.io answering a HEAD of an index with a single manifest's Content-Type, and its GET with the index."""
+
+    def manifest_head(self, host: str, repository: str, reference: str) -> ManifestHead:
+        if host == "quay.io":
+            return ManifestHead(A, False)
+        raise NotFoundError(f"{host}/{repository}:{reference}")
+
+    def manifest(self, host: str, repository: str, reference: str) -> bytes:
+        return json.dumps(INDEX).encode()
+
+
+def test_an_index_whose_head_says_one_manifest_is_still_filtered() -> None:
+    entries = parse_entries(["quay.io/org/app:1"], "mirror", platforms=parse_platforms(["linux/amd64"]))
+    (check,) = check_images(
+        entries, SaysSingle(), "123456789012.dkr.ecr.us-east-1.amazonaws.com", concurrency=1, log=logging.getLogger()
+    ).values()
+    assert check.error is None
+    assert (check.platforms, check.single, check.pulls, check.up_to_date) == (("linux/amd64",), False, 3, False)
