@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from base64 import b64encode
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode
@@ -460,6 +460,8 @@ def copy_artifacts(
     image or to one of its platforms, as the mirror's copy of the image lists them: a caller cannot write the
     artifact tags of another image with it. `more_pulls(n)` admits n pulls beyond an artifact's estimate (None) or
     says why not."""
+    if not job.artifacts:
+        return []
     deadline = Deadline.start(timeout)
     subjects = image_subjects(job, deadline.at, environ)
     results: list[tuple[Artifact, str | None, int]] = []
@@ -498,30 +500,21 @@ def copy_artifact(
     if a.tag != digest_tag(a.subject):  # cosign's .sig, .att or .sbom
         return copy(artifact_job(job, a.digest, a.tag), deadline, workdir, environ)
     one = artifact_job(job, a.digest, a.tag)
-    inspect = ["inspect", "--raw", f"--tls-verify={tls(job.source_host)}", f"docker://{one.source}"]
-    raw = skopeo(inspect, deadline.left())  # the index's bytes, as upstream's tag serves them: one pull on Docker Hub
-    if raw is None:
-        return "reading the referrers index: timeout", 0
-    if raw.returncode != 0:
-        return "reading the referrers index failed: " + last_line(raw.stderr.decode(errors="replace")), 0
-    body = raw.stdout
-    if "sha256:" + hashlib.sha256(body).hexdigest() != a.digest:
-        return f"digest mismatch: {one.source} is no longer {a.digest}", 1
+    body, reason, fetched = upstream_manifest(one, deadline, "the referrers index")  # as upstream's tag serves it
+    if reason:
+        return reason, fetched
     children = listed_digests(body)
     if children is None:
         return "the fallback tag does not hold an index of referrers", 1
-    missing = [child for child in children if not in_mirror(job, child, deadline.at, environ)]
-    held_back = more_pulls(1 + len(missing) - REFERRERS_PULLS) if 1 + len(missing) > REFERRERS_PULLS else None
-    if held_back is not None:
-        return f"deferred: its {len(missing)} referrers: {held_back}", 1
-    for pushed, child in enumerate(missing):
-        reason = push(artifact_job(job, child), deadline, workdir)
-        if reason:
-            return f"referrer {child}: {reason}", 1 + pushed
+    reason, fetched, waits = push_listed(
+        job, children, "referrer", deadline, workdir, environ, REFERRERS_PULLS, more_pulls
+    )
+    if reason:
+        return (f"deferred: {reason}" if waits else reason), fetched
     reason = put_manifest(job, a.digest, body, OCI_INDEX, deadline.at, environ)
     if reason is None:
         reason, _ = tag(one, deadline.at, environ)
-    return reason, 1 + len(missing)
+    return reason, fetched
 
 
 @dataclass(frozen=True)
@@ -545,16 +538,11 @@ def copy_platforms(
     `more_pulls(n)` admits n pulls beyond the job's estimate, or says why not (the copy is then deferred)."""
     if job.single:
         return copy_single(job, deadline, workdir, environ)
-    inspect = ["inspect", "--raw", f"--tls-verify={tls(job.source_host)}", f"docker://{job.source}"]
-    raw = skopeo(inspect, deadline.left())
-    if raw is None:
-        return Kept(f"timeout after {deadline.seconds}s", 0)
-    if raw.returncode != 0:
-        return Kept("reading the index failed: " + last_line(raw.stderr.decode(errors="replace")), 0)
-    if "sha256:" + hashlib.sha256(raw.stdout).hexdigest() != job.digest:
-        return Kept(f"digest mismatch: {job.source} serves other bytes", 1)
+    body, reason, fetched = upstream_manifest(job, deadline, "the index")
+    if reason:
+        return Kept(reason, fetched)
     try:
-        index = json.loads(raw.stdout)
+        index = json.loads(body)
     except (ValueError, RecursionError):
         return Kept(f"{job.source} is not a manifest", 1)
     if isinstance(index, dict) and "manifests" not in index:  # one manifest after all (a pinned digest)
@@ -572,21 +560,17 @@ def copy_platforms(
         has = describe_platforms(selected.platforms)
         left = f" (the next run cannot know it without this build: {unmarked})" if unmarked else ""
         return Kept(f"platforms: {job.source} has {has}, none of {platform_list(job.platforms)}{left}", 1)
-    missing = [d for d in selected.digests if not in_mirror(job, d, deadline.at, environ)]
-    if 1 + len(missing) > job.pulls:
-        held_back = more_pulls(1 + len(missing) - job.pulls)
-        if held_back is not None:
-            return Kept(f"its {len(missing)} platform manifests: {held_back}", 1, deferred=True)
-    for pushed, child in enumerate(missing):
-        reason = push(artifact_job(job, child), deadline, workdir)
-        if reason:
-            return Kept(f"platform manifest {child}: {reason}", 1 + pushed)
+    reason, fetched, waits = push_listed(
+        job, selected.digests, "platform manifest", deadline, workdir, environ, job.pulls, more_pulls
+    )
+    if reason:
+        return Kept(reason, fetched, deferred=waits)
     body = filtered_index(selected, job.digest, job.platforms)
     made = "sha256:" + hashlib.sha256(body).hexdigest()
     reason = put_manifest(job, made, body, OCI_INDEX, deadline.at, environ)
     if reason is None:
         reason, _ = tag(replace(job, digest=made), deadline.at, environ)
-    return Kept(reason, 1 + len(missing), None if reason else made)
+    return Kept(reason, fetched, None if reason else made)
 
 
 def copy_single(job: Job, deadline: Deadline, workdir: str, environ: Mapping[str, str]) -> Kept:
@@ -618,6 +602,46 @@ def copy_single(job: Job, deadline: Deadline, workdir: str, environ: Mapping[str
         return Kept(f"platforms: {job.source} is {alone} alone, none of {platform_list(job.platforms)}", 1)
     reason, _ = tag(job, deadline.at, environ)
     return Kept(reason, 1)
+
+
+def push_listed(
+    job: Job,
+    digests: Sequence[str],
+    what: str,
+    deadline: Deadline,
+    workdir: str,
+    environ: Mapping[str, str],
+    estimate: int,
+    more_pulls: Callable[[int], str | None],
+) -> tuple[str | None, int, bool]:
+    """Push by digest, each once, the manifests an index read from upstream lists that the mirror lacks (before the
+    index itself: a registry refuses an index whose manifests it does not hold), once the pulls they take beyond
+    `estimate` (the index's read and theirs) are admitted by `more_pulls`. Returns (None, the manifests fetched,
+    index included, False), or (why not, the manifests fetched so far, whether it waits for the quota)."""
+    missing = [d for d in dict.fromkeys(digests) if not in_mirror(job, d, deadline.at, environ)]
+    if 1 + len(missing) > estimate:
+        held_back = more_pulls(1 + len(missing) - estimate)
+        if held_back is not None:
+            return f"its {len(missing)} {what}s: {held_back}", 1, True
+    for pushed, child in enumerate(missing):
+        reason = push(artifact_job(job, child), deadline, workdir)
+        if reason:
+            return f"{what} {child}: {reason}", 1 + pushed, False
+    return None, 1 + len(missing), False
+
+
+def upstream_manifest(job: Job, deadline: Deadline, what: str) -> tuple[bytes, str | None, int]:
+    """The bytes of `job.source` as upstream serves them (`skopeo inspect --raw`: one pull on Docker Hub), their
+    sha256 checked against `job.digest`: (the bytes, None, 1), or (b"", why not, the manifests fetched)."""
+    inspect = ["inspect", "--raw", f"--tls-verify={tls(job.source_host)}", f"docker://{job.source}"]
+    raw = skopeo(inspect, deadline.left())
+    if raw is None:
+        return b"", f"reading {what}: timeout after {deadline.seconds}s", 0
+    if raw.returncode != 0:
+        return b"", f"reading {what} failed: " + last_line(raw.stderr.decode(errors="replace")), 0
+    if "sha256:" + hashlib.sha256(raw.stdout).hexdigest() != job.digest:
+        return b"", f"digest mismatch: {job.source} is no longer {job.digest}", 1
+    return raw.stdout, None, 1
 
 
 def listed_digests(body: bytes) -> list[str] | None:
@@ -1038,22 +1062,16 @@ def copy_all(
                         deferred_copy[copied] = True
                     ledger.line(f"DEFERRED {job.target}: {held_back}", deferred=True)
                     continue
-                if job.retag and job.platforms and not job.single:
-                    # the index an earlier entry of this build wrote of these platforms of the digest
-                    made = written.get(copied)
-                    reason = None if made else f"no index of {platform_list(job.platforms)} of {job.digest} written"
-                    reason = reason or tag(replace(job, digest=str(made)), deadline.at, environ)[0]
+                if job.retag:  # in the repository already (of some platforms: the index written of them): no pull
+                    held = written.get(copied) if job.platforms and not job.single else job.digest
+                    if held is None:
+                        reason: str | None = f"no index of {platform_list(job.platforms)} of {job.digest} written"
+                    else:
+                        reason, _ = tag(replace(job, digest=held), deadline.at, environ)
                     if reason:
                         ledger.line(f"FAILED {job.target}: {reason}")
                     else:
-                        ledger.line(f"COPIED {job.repository}@{made} -> {job.target}", copied=True)
-                    continue
-                if job.retag:  # the digest is in the repository already: no upstream request, no pull
-                    reason, _ = tag(job, deadline.at, environ)
-                    if reason:
-                        ledger.line(f"FAILED {job.target}: {reason}")
-                    else:
-                        ledger.line(f"COPIED {job.repository}@{job.digest} -> {job.target}", copied=True)
+                        ledger.line(f"COPIED {job.repository}@{held} -> {job.target}", copied=True)
                         artifacts(job)
                     continue
                 if job.platforms:

@@ -565,15 +565,17 @@ def floor_figures(
 
 
 def alternated(
+    scenario: str,
     hub: HubProxy,
     runs: dict[str, tuple[dict[str, str], Callable[[], dict[str, Any]]]],
     *,
     count: int,
     repeats: int,
     expect: Callable[[dict[str, Any]], bool],
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Two runs (a name -> the environment it sets, the run), `repeats` times each, alternated so that neither
-    always goes first: the median seconds of each, and the Docker Hub side's requests per image (of `count`). Each
+) -> None:
+    """Two runs (a name -> the environment it sets, the run; the first is the baseline), `repeats` times each,
+    alternated so that neither always goes first; prints the median seconds of each (`seconds<Name>`), the second's
+    ratio to the first (`<second>To<First>Ratio`) and the Docker Hub side's requests per image (of `count`). Each
     report must meet `expect`."""
     import os
     import statistics
@@ -597,7 +599,20 @@ def alternated(
         if not expect(report):
             raise RuntimeError(f"the {which} run did not go as the scenario says: {report['summary']}")
         requests_per_image[which] = round((len(hub.requests) - sent) / count, 2)
-    return {k: statistics.median(v) for k, v in seconds.items()}, requests_per_image
+    median = {k: statistics.median(v) for k, v in seconds.items()}
+    print(
+        json.dumps(
+            {
+                "scenario": scenario,
+                "images": count,
+                f"seconds{a.title()}": round(median[a], 2),
+                f"seconds{b.title()}": round(median[b], 2),
+                f"{b}To{a.title()}Ratio": round(median[b] / median[a], 3),
+                "dockerHubRequestsPerImage": requests_per_image,
+                "repetitions": repeats,
+            }
+        )
+    )
 
 
 ARTIFACTS_REPOSITORY = "bench/distinct"
@@ -646,26 +661,13 @@ def artifact_figures(
     def unsigned(report: dict[str, Any]) -> bool:
         return bool(report["summary"]["unchanged"] == count and not report["summary"]["artifactsFound"])
 
-    seconds, requests_per_image = alternated(
+    alternated(
+        f"{count} unchanged unsigned images, each its own digest: COPY_ARTIFACTS off and on",
         hub,
-        {"false": ({"COPY_ARTIFACTS": "false"}, run), "true": ({"COPY_ARTIFACTS": "true"}, run)},
+        {"off": ({"COPY_ARTIFACTS": "false"}, run), "on": ({"COPY_ARTIFACTS": "true"}, run)},
         count=count,
         repeats=repeats,
         expect=unsigned,
-    )
-    off, on = seconds["false"], seconds["true"]
-    print(
-        json.dumps(
-            {
-                "scenario": f"{count} unchanged unsigned images, each its own digest: COPY_ARTIFACTS off and on",
-                "images": count,
-                "secondsOff": round(off, 2),
-                "secondsOn": round(on, 2),
-                "onToOffRatio": round(on / off, 3),
-                "dockerHubRequestsPerImage": {"off": requests_per_image["false"], "on": requests_per_image["true"]},
-                "repetitions": repeats,
-            }
-        )
     )
 
 
@@ -710,7 +712,8 @@ def platform_figures(
         put_tags(ecr.url, target, own, "application/vnd.oci.image.index.v1+json", [kept[n]], headers=ecr_auth)
     whole_run = invoke({"images": [f"{PLATFORMS_REPOSITORY}:{t}" for t in whole]})
     kept_run = invoke({"images": [f"{PLATFORMS_REPOSITORY}:{t}" for t in kept]})
-    seconds, requests_per_image = alternated(
+    alternated(
+        f"{count} unchanged indexes, each its own digest: whole copies, and PLATFORMS=linux/amd64",
         hub,
         {
             "whole": ({"COPY_ARTIFACTS": "false"}, whole_run),
@@ -719,20 +722,6 @@ def platform_figures(
         count=count,
         repeats=repeats,
         expect=lambda report: bool(report["summary"]["unchanged"] == count),
-    )
-    plain, filtered = seconds["whole"], seconds["kept"]
-    print(
-        json.dumps(
-            {
-                "scenario": f"{count} unchanged indexes, each its own digest: whole copies, and PLATFORMS=linux/amd64",
-                "images": count,
-                "secondsWhole": round(plain, 2),
-                "secondsKept": round(filtered, 2),
-                "keptToWholeRatio": round(filtered / plain, 3),
-                "dockerHubRequestsPerImage": {"whole": requests_per_image["whole"], "kept": requests_per_image["kept"]},
-                "repetitions": repeats,
-            }
-        )
     )
 
 

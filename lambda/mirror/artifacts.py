@@ -19,7 +19,7 @@ from .registry import (
     RegistryClient,
     RegistryError,
 )
-from .trust import ARTIFACTS_MAX, COSIGN_SUFFIXES, REFERRERS_PULLS, digest_tag
+from .trust import ARTIFACTS_MAX, COSIGN_SUFFIXES, REFERRERS_PULLS, digest_tag, is_attestation
 
 #: the kind of an index under the OCI fallback tag (distribution-spec v1.1, "Referrers Tag Schema"): copied whole,
 #: with the referrers it lists
@@ -125,10 +125,8 @@ def platform_digests(body: bytes) -> list[str]:
     for m in manifests if isinstance(manifests, list) else []:
         if not isinstance(m, dict) or not isinstance(m.get("digest"), str) or not is_digest(m["digest"]):
             continue
-        annotations = m.get("annotations")
-        if isinstance(annotations, dict) and annotations.get("vnd.docker.reference.type") == "attestation-manifest":
-            continue
-        digests.append(m["digest"])
+        if not is_attestation(m):
+            digests.append(m["digest"])
     return digests
 
 

@@ -66,6 +66,11 @@ class Entry:
     platforms: tuple[Platform, ...] = ()
 
     @property
+    def platform_names(self) -> tuple[str, ...]:
+        """Its platforms as the plan, the report and the build name them (`linux/arm64`, in canonical order)."""
+        return tuple(str(p) for p in self.platforms)
+
+    @property
     def valid(self) -> bool:
         return self.error is None and self.failure is None and self.tag_set is None
 

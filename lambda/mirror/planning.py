@@ -183,7 +183,7 @@ def plan(entries: Sequence[Entry], checks: Mapping[int, Check]) -> Plan:
     made: dict[tuple[str, str, tuple[str, ...]], str] = {}
     for entry, decision in zip(entries, decisions, strict=True):
         if decision.status == Status.UNCHANGED and decision.mirrored_from and decision.target_digest and entry.target:
-            key = (entry.target.repository, decision.mirrored_from, tuple(str(p) for p in entry.platforms))
+            key = (entry.target.repository, decision.mirrored_from, entry.platform_names)
             made.setdefault(key, decision.target_digest)
     for i, decision in enumerate(decisions):
         copy = decision.copy

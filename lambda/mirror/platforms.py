@@ -82,8 +82,8 @@ def check_filtered(
     target_digest: str | None,
     platforms: Sequence[Platform],
     *,
+    recorded: Callable[[str, str], tuple[str, str] | None],
     held: bool = False,
-    recorded: Callable[[str, str], tuple[str, str] | None] | None = None,
 ) -> Filtered:
     """Whether the entry's copy in the mirror is up to date, asking nothing that counts a pull: the mirror's
     manifests (ECR), and the source's only where it counts none (any registry but Docker Hub). `index`: what the
@@ -106,7 +106,7 @@ def check_filtered(
             return Filtered(pulls=1 + PULLS_PER_PLATFORM * len(platforms), index=True)
     mirrored = None
     if target_digest is not None:
-        mirrored = (recorded or Recorded(client, ecr_host))(target_repository, target_digest)
+        mirrored = recorded(target_repository, target_digest)
     if mirrored == (digest, wanted):
         return Filtered(index=True, up_to_date=True, mirrored_from=digest)
     mirrored_from = mirrored[0] if mirrored is not None else None

@@ -55,7 +55,7 @@ def records(
         if decision.warnings:
             record["warnings"] = list(decision.warnings)
         if entry.platforms:  # its copy keeps these: an index of the mirror's own, whose digest is not upstream's
-            record["platforms"] = [str(p) for p in entry.platforms]
+            record["platforms"] = list(entry.platform_names)
         if decision.mirrored_from is not None:
             record["mirroredFrom"] = decision.mirrored_from  # the upstream index the mirror's own was made from
         if entry.rule is not None:

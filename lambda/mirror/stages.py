@@ -309,7 +309,7 @@ def check_images(
             target_digest = target.digest if target is not None else None
             if entry.platforms and index is not False and error is None and target_error is None:
                 assert source_digest is not None
-                return filtered(entry, source_digest, index, target_digest)
+                return filtered(entry, source_digest, target_digest, keeps(entry, source_digest, index, target_digest))
             changed = error is None and source_digest is not None and source_digest != target_digest
             held = None
             if changed and target_error is None and source_digest is not None:
@@ -321,25 +321,15 @@ def check_images(
             return Check(source_digest, None, error or DEADLINE_REASON, complete=False)
         kept = Filtered()
         if entry.platforms and error is None and target_error is None and source_digest is not None:
-            try:  # one manifest: copied as it is, if it is of one of the entry's platforms
-                kept = check_filtered(
-                    client,
-                    (entry.source.registry, entry.source.repository),
-                    source_digest,
-                    False,
-                    (ecr_host, repository),
-                    target_digest,
-                    entry.platforms,
-                    held=held is not None,
-                )
-            except DeadlineError:
-                return Check(source_digest, None, DEADLINE_REASON, complete=False)
-            except RegistryError as e:
-                return Check(source_digest, target_digest, f"platforms: {e}")
-            if kept.index:  # its HEAD said one manifest, its bytes say an index: its platforms are selected
-                return filtered(entry, source_digest, True, target_digest, kept)
-            if kept.error is not None:
-                return Check(source_digest, target_digest, kept.error)
+            # one manifest: copied as it is, if it is of one of the entry's platforms
+            learnt = keeps(entry, source_digest, False, target_digest, held=held is not None)
+            if isinstance(learnt, Check):
+                return learnt
+            if learnt.index:  # its HEAD said one manifest, its bytes say an index: its platforms are selected
+                return filtered(entry, source_digest, target_digest, learnt)
+            if learnt.error is not None:
+                return Check(source_digest, target_digest, learnt.error)
+            kept = learnt
         found = Found()
         if artifacts and error is None and target_error is None and source_digest is not None:
             found = find(entry, source_digest, index, held is not None or source_digest == target_digest)
@@ -360,23 +350,22 @@ def check_images(
             mirrored=held is not None,
             artifacts=found.artifacts,
             warnings=found.warnings,
-            platforms=tuple(str(p) for p in entry.platforms) if kept.single else (),
+            platforms=entry.platform_names if kept.single else (),
             single=kept.single,
         )
         if budget is not None:
             budget.found(result, entry.target.repository)
         return result
 
-    def filtered(
-        entry: Entry, digest: str, index: bool | None, target_digest: str | None, kept: Filtered | None = None
-    ) -> Check:
-        """The check of an index whose copy keeps the entry's platforms only: the mirror's own index of them is
-        compared (`platforms.check_filtered`, unless `kept` says already); no upstream digest is ever mirrored under
-        another tag as it is."""
+    def keeps(
+        entry: Entry, digest: str, index: bool | None, target_digest: str | None, *, held: bool = False
+    ) -> Filtered | Check:
+        """What `platforms.check_filtered` learns of an entry with platforms, or the Check its error makes (the
+        deadline: incomplete, to be checked first next run)."""
         assert entry.source is not None
         assert entry.target is not None
         try:
-            kept = kept or check_filtered(
+            return check_filtered(
                 client,
                 (entry.source.registry, entry.source.repository),
                 digest,
@@ -384,12 +373,20 @@ def check_images(
                 (ecr_host, entry.target.repository),
                 target_digest,
                 entry.platforms,
+                held=held,
                 recorded=recorded,
             )
         except DeadlineError:
             return Check(digest, None, DEADLINE_REASON, complete=False)
         except RegistryError as e:
             return Check(digest, target_digest, f"platforms: {e}")
+
+    def filtered(entry: Entry, digest: str, target_digest: str | None, kept: Filtered | Check) -> Check:
+        """The check of an index whose copy keeps the entry's platforms only, from what `keeps` learnt: the mirror's
+        own index of them is compared; no upstream digest is ever mirrored under another tag as it is."""
+        assert entry.target is not None
+        if isinstance(kept, Check):
+            return kept
         result = Check(
             digest,
             target_digest,
@@ -397,7 +394,7 @@ def check_images(
             pulls=kept.pulls,
             up_to_date=kept.up_to_date,
             mirrored_from=kept.mirrored_from,
-            platforms=tuple(str(p) for p in entry.platforms),
+            platforms=entry.platform_names,
             single=kept.single,
         )
         if budget is not None and kept.error is None:

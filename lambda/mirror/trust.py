@@ -369,6 +369,12 @@ def descriptor_platform(descriptor: Mapping[str, object]) -> Platform | None:
     return normalize(str(os), str(arch), str(variant), str(version), tuple(str(f) for f in features))
 
 
+def is_attestation(descriptor: Mapping[str, object]) -> bool:
+    """Whether an index descriptor is one of Docker's build attestation manifests (not a platform's image)."""
+    annotations = descriptor.get("annotations")
+    return isinstance(annotations, dict) and annotations.get(ATTESTATION_TYPE) == "attestation-manifest"
+
+
 @dataclass(frozen=True)
 class Selected:
     """What a list's platforms keep of an index: the descriptors kept, in the index's order (each selected platform
@@ -399,9 +405,8 @@ def select_platforms(index: object, wanted: Iterable[Platform]) -> Selected:
     selected: set[str] = set()
     described: dict[int, str] = {}
     for n, m in enumerate(manifests):
-        annotations = m.get("annotations") if isinstance(m.get("annotations"), dict) else {}
-        if annotations.get(ATTESTATION_TYPE) == "attestation-manifest":
-            of = annotations.get(ATTESTATION_OF)
+        if is_attestation(m):
+            of = m["annotations"].get(ATTESTATION_OF)
             if isinstance(of, str):
                 described[n] = of
             continue
